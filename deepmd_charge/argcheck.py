@@ -1,0 +1,49 @@
+"""dargs definitions of the "charge" fitting and loss, shown by `dp doc-train-input`."""
+
+from dargs import Argument
+from deepmd.utils.argcheck import fitting_args_plugin, loss_args_plugin
+
+doc_charge_fitting = (
+    "Charge-density fitting of deepmd-charge (TensorFlow backend). Grid points are atoms of a ghost "
+    "type, the last entry of model/type_map (e.g. [\"Si\", \"X\"]); its descriptor sel must be 0. "
+    "The net maps a ghost's descriptor to the density there in e/A^3; real atoms output 0. Output "
+    "mean and standard deviation are taken from the training labels."
+)
+doc_neuron = "Hidden layer sizes of the fitting net. Equal neighbouring sizes get a skip connection."
+doc_activation = "Activation function of the hidden layers (any DeePMD-kit activation: tanh, gelu, silu, ...)."
+doc_resnet_dt = "Use a trainable timestep in the skip connections."
+doc_precision = "Precision of the fitting net parameters: default (the interface precision), float32 or float64."
+doc_trainable = "Whether the fitting net parameters are trained; a list gives it per layer (len(neuron)+1)."
+doc_seed = "Random seed for the initial fitting net parameters."
+
+doc_charge_loss = (
+    "Loss of deepmd-charge's charge fitting, computed on the ghost atoms (grid points) only. "
+    "The whole section may be omitted; lcurve.out then reports rmse and mae of the density in e/A^3."
+)
+doc_loss_func = "mse (default), mae or huber: the error measure minimised over the grid points."
+doc_huber_delta = "For loss_func huber: quadratic below this error, linear above (e/A^3)."
+doc_label = (
+    "Name of the per-atom label file in each set: `density` reads set.*/density.npy (what "
+    "`dp-charge convert` writes). Use atom_ener for data in the Deep Charge paper's own layout."
+)
+
+
+@fitting_args_plugin.register("charge", doc=doc_charge_fitting)
+def fitting_charge() -> list:
+    return [
+        Argument("neuron", list[int], optional=True, default=[240, 240, 240], alias=["n_neuron"], doc=doc_neuron),
+        Argument("activation_function", str, optional=True, default="tanh", doc=doc_activation),
+        Argument("resnet_dt", bool, optional=True, default=True, doc=doc_resnet_dt),
+        Argument("precision", str, optional=True, default="default", doc=doc_precision),
+        Argument("trainable", [list[bool], bool], optional=True, default=True, doc=doc_trainable),
+        Argument("seed", [int, None], optional=True, doc=doc_seed),
+    ]
+
+
+@loss_args_plugin.register("charge", doc=doc_charge_loss)
+def loss_charge() -> list:
+    return [
+        Argument("loss_func", str, optional=True, default="mse", doc=doc_loss_func),
+        Argument("huber_delta", float, optional=True, default=0.01, doc=doc_huber_delta),
+        Argument("label", str, optional=True, default="density", doc=doc_label),
+    ]

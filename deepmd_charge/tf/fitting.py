@@ -1,0 +1,188 @@
+"""ChargeFitting: DeePMD-kit fitting type "charge" (TensorFlow backend).
+
+Every grid point is an atom of the ghost type (the last entry of type_map). The fitting net maps the
+ghost's descriptor to the density there: rho = std * F(D) + mean, with mean and std of the training
+labels stored in the model. Real atoms get no network and output 0.
+
+It subclasses DOSFitting so that DeePMD-kit's StandardModel builds a DOSModel around it: that model
+only sums per-atom outputs (no force or virial graph), and `dp freeze` of a "dos" model keeps the
+per-atom output `o_atom_dos` that prediction reads (one "DOS point" = the density).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from deepmd.tf.env import GLOBAL_TF_FLOAT_PRECISION, tf
+from deepmd.tf.fit.dos import DOSFitting
+from deepmd.tf.fit.fitting import Fitting
+from deepmd.tf.utils.errors import GraphWithoutTensorError
+from deepmd.tf.utils.graph import get_tensor_by_name_from_graph
+
+from deepmd_charge.tf.loss import DEFAULT_LABEL, ChargeLoss
+
+log = logging.getLogger("deepmd.charge")
+
+
+def check_ghost_setup(type_map, descrpt) -> None:
+    """Raise ValueError unless the last type is a ghost type that sees no other ghosts."""
+    if not type_map or len(type_map) < 2:
+        raise ValueError(
+            "fitting_net type 'charge' needs model/type_map with the elements followed by the ghost "
+            f"type for grid points, e.g. [\"Si\", \"X\"]; got {type_map}"
+        )
+    sel = getattr(descrpt, "sel_a", None)
+    if sel is None:
+        sel = getattr(descrpt, "sel", None)
+    if isinstance(sel, (list, tuple)) and len(sel) == len(type_map) and sel[-1] != 0:
+        raise ValueError(
+            f"fitting_net type 'charge': the ghost type '{type_map[-1]}' (last in type_map) must have "
+            f"sel 0 so that grid points never see each other; descriptor sel is {list(sel)}, "
+            f"use {list(sel[:-1]) + [0]}"
+        )
+
+
+@Fitting.register("charge")
+class ChargeFitting(DOSFitting):
+    r"""Charge-density fitting: one scalar per ghost atom (grid point), in e/A^3.
+
+    Parameters
+    ----------
+    ntypes, dim_descrpt
+        Given by the model: number of types (elements + ghost) and descriptor width.
+    neuron
+        Hidden layer sizes of the fitting net.
+    resnet_dt, activation_function, precision, trainable, seed
+        As for DeePMD-kit's energy fitting.
+    descrpt, type_map
+        Given by the model; used to check that the ghost type is last and has sel 0.
+    """
+
+    def __init__(
+        self,
+        ntypes: int,
+        dim_descrpt: int,
+        neuron: list | None = None,
+        resnet_dt: bool = True,
+        activation_function: str = "tanh",
+        precision: str = "default",
+        trainable=None,
+        seed: int | None = None,
+        descrpt=None,
+        type_map: list | None = None,
+        mixed_types: bool = False,
+        **kwargs,
+    ) -> None:
+        check_ghost_setup(type_map, descrpt)
+        for key in ("numb_fparam", "numb_aparam", "numb_dos"):
+            kwargs.pop(key, None)
+        super().__init__(
+            ntypes=ntypes,
+            dim_descrpt=dim_descrpt,
+            neuron=neuron if neuron is not None else [240, 240, 240],
+            resnet_dt=resnet_dt,
+            numb_dos=1,
+            trainable=trainable,
+            seed=seed,
+            activation_function=activation_function,
+            precision=precision,
+            mixed_types=mixed_types,
+            type_map=type_map,
+            **{k: v for k, v in kwargs.items() if k in ("uniform_seed", "layer_name")},
+        )
+        self.ghost_type = ntypes - 1
+        self.rho_mean = 0.0
+        self.rho_std = 1.0
+        self.label = DEFAULT_LABEL
+
+    # ---- loss and statistics -------------------------------------------------------------
+    def get_loss(self, loss: dict, lr) -> ChargeLoss:
+        """The "charge" loss; the loss section may be omitted."""
+        loss = dict(loss or {})
+        ltype = loss.pop("type", "charge")
+        if ltype not in ("charge",):
+            raise ValueError(
+                f"fitting_net type 'charge' trains with loss type 'charge' (or no loss section), not '{ltype}'"
+            )
+        loss_obj = ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)
+        self.label = loss_obj.label
+        return loss_obj
+
+    def compute_input_stats(self, all_stat: dict, protection: float = 1e-2, stat_file_path=None) -> None:
+        """Set the output mean/std from the ghost labels.
+
+        DOSModel.data_stat does not call compute_output_stats, only this method; the label
+        statistics are the output counterpart of the descriptor statistics computed next to it.
+        """
+        super().compute_input_stats(all_stat, protection=protection, stat_file_path=stat_file_path)
+        if self.label not in all_stat:
+            return
+        values = []
+        for labels, types in zip(all_stat[self.label], all_stat["type"]):
+            labels = np.reshape(labels, np.shape(types))
+            values.append(labels[types == self.ghost_type])
+        values = np.concatenate(values) if values else np.zeros(0)
+        if values.size:
+            self.rho_mean = float(values.mean())
+            self.rho_std = float(max(values.std(), protection * 1e-2, 1e-6))
+            log.info(
+                "charge fitting: density mean %.6g, std %.6g e/A^3 over %d ghost points",
+                self.rho_mean,
+                self.rho_std,
+                values.size,
+            )
+
+    # ---- graph ----------------------------------------------------------------------------
+    def build(self, inputs, natoms, input_dict=None, reuse=None, suffix: str = ""):
+        """Per-atom output [nframes, nloc, 1]: the density at ghosts, 0 at real atoms."""
+        input_dict = input_dict or {}
+        with tf.variable_scope("fitting_attr" + suffix, reuse=reuse):
+            tf.constant(0, name="dfparam", dtype=tf.int32)
+            tf.constant(0, name="daparam", dtype=tf.int32)
+            tf.constant(1, name="numb_dos", dtype=tf.int32)
+            t_mean = tf.get_variable(
+                "t_rho_mean",
+                [],
+                dtype=GLOBAL_TF_FLOAT_PRECISION,
+                trainable=False,
+                initializer=tf.constant_initializer(self.rho_mean),
+            )
+            t_std = tf.get_variable(
+                "t_rho_std",
+                [],
+                dtype=GLOBAL_TF_FLOAT_PRECISION,
+                trainable=False,
+                initializer=tf.constant_initializer(self.rho_std),
+            )
+        nframes = tf.shape(inputs)[0]
+        inputs = tf.reshape(inputs, [-1, natoms[0], self.dim_descrpt])
+        g = self.ghost_type
+        if not self.mixed_types:
+            # DeePMD sorts local atoms by type, so the ghosts are the last natoms[2+g] of them
+            n_ghost = natoms[2 + g]
+            start = natoms[0] - n_ghost
+            out = self._build_lower(
+                start, n_ghost, inputs, None, None, bias_dos=0.0, type_suffix=f"_type_{g}", suffix=suffix, reuse=reuse
+            )
+            out = tf.reshape(tf.cast(out, GLOBAL_TF_FLOAT_PRECISION), [nframes, n_ghost, 1]) * t_std + t_mean
+            zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
+            outs = tf.concat([zeros, out], axis=1)
+        else:
+            atype = tf.reshape(input_dict["atype"], [-1, natoms[1]])[:, : natoms[0]]
+            out = self._build_lower(0, natoms[0], inputs, None, None, bias_dos=0.0, suffix=suffix, reuse=reuse)
+            out = tf.reshape(tf.cast(out, GLOBAL_TF_FLOAT_PRECISION), [nframes, natoms[0], 1]) * t_std + t_mean
+            mask = tf.cast(tf.equal(atype, g), GLOBAL_TF_FLOAT_PRECISION)[:, :, None]
+            outs = out * mask
+        return outs
+
+    def init_variables(self, graph, graph_def, suffix: str = "") -> None:
+        super().init_variables(graph, graph_def, suffix=suffix)
+        try:
+            self.rho_mean = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_mean"))
+            self.rho_std = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_std"))
+        except GraphWithoutTensorError:
+            pass
+
+    def serialize(self, suffix: str = "") -> dict:
+        raise NotImplementedError("charge models exist in the TensorFlow backend only")

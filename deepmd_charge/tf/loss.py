@@ -1,0 +1,81 @@
+"""ChargeLoss: loss type "charge", computed on ghost atoms (grid points) only."""
+
+from __future__ import annotations
+
+import numpy as np
+from deepmd.tf.env import tf
+from deepmd.tf.loss.loss import Loss
+from deepmd.tf.utils.sess import run_sess
+from deepmd.utils.data import DataRequirementItem
+
+DEFAULT_LABEL = "density"
+LOSS_FUNCS = ("mse", "mae", "huber")
+
+
+class ChargeLoss(Loss):
+    """Error of the predicted density at the ghost atoms; real atoms are never read.
+
+    Parameters
+    ----------
+    starter_learning_rate
+        Given by the trainer (unused: the loss has no prefactor schedule).
+    ghost_type
+        Index of the ghost type (the last type).
+    loss_func
+        "mse" (default), "mae" or "huber".
+    huber_delta
+        Transition point of the Huber loss, e/A^3.
+    label
+        Name of the per-atom label file in the data sets (`density` -> `set.*/density.npy`).
+    """
+
+    def __init__(
+        self,
+        starter_learning_rate: float,
+        ghost_type: int,
+        loss_func: str = "mse",
+        huber_delta: float = 0.01,
+        label: str = DEFAULT_LABEL,
+        **kwargs,
+    ) -> None:
+        if loss_func not in LOSS_FUNCS:
+            raise ValueError(f"loss/loss_func must be one of {LOSS_FUNCS}, got '{loss_func}'")
+        self.starter_learning_rate = starter_learning_rate
+        self.ghost_type = ghost_type
+        self.loss_func = loss_func
+        self.huber_delta = huber_delta
+        self.label = label
+
+    def _ghost_part(self, values, natoms):
+        values = tf.cast(tf.reshape(values, [-1, natoms[0]]), tf.float64)
+        n_ghost = natoms[2 + self.ghost_type]
+        return values[:, natoms[0] - n_ghost :]
+
+    def build(self, learning_rate, natoms, model_dict, label_dict, suffix):
+        pred = self._ghost_part(model_dict["atom_dos"], natoms)
+        ref = self._ghost_part(label_dict[self.label], natoms)
+        diff = pred - ref
+        mse = tf.reduce_mean(tf.square(diff), name="l2_rho_" + suffix)
+        mae = tf.reduce_mean(tf.abs(diff), name="l1_rho_" + suffix)
+        if self.loss_func == "mse":
+            loss = mse
+        elif self.loss_func == "mae":
+            loss = mae
+        else:
+            adiff = tf.abs(diff)
+            d = self.huber_delta
+            loss = tf.reduce_mean(tf.where(adiff < d, 0.5 * tf.square(diff), d * (adiff - 0.5 * d)))
+        find = tf.cast(label_dict["find_" + self.label], tf.float64)
+        self.l2_l = find * loss
+        self.l2_more = {"mse": self.display_if_exist(mse, find), "mae": self.display_if_exist(mae, find)}
+        self.l2_loss_summary = tf.summary.scalar("rmse_rho_" + suffix, tf.sqrt(mse))
+        return self.l2_l, self.l2_more
+
+    def eval(self, sess, feed_dict, natoms) -> dict:
+        """RMSE and MAE of the density at the ghost atoms, e/A^3 (printed in lcurve.out)."""
+        mse, mae = run_sess(sess, [self.l2_more["mse"], self.l2_more["mae"]], feed_dict=feed_dict)
+        return {"natoms": natoms[0], "rmse": float(np.sqrt(mse)), "mae": float(mae)}
+
+    @property
+    def label_requirement(self) -> list:
+        return [DataRequirementItem(self.label, 1, atomic=True, must=True, high_prec=True)]

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="deepmd-charge",
+    version="0.1.0",
+    description="Deep Charge: learn and predict DFT electron densities with DeePMD-kit",
+    long_description=Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="LGPL-3.0-or-later",
+    python_requires=">=3.10",
+    packages=find_packages(include=["deepmd_charge", "deepmd_charge.*"]),
+    install_requires=[
+        "deepmd-kit[cpu]>=3.2,<3.3",
+        "numpy",
+        "scipy",
+        "dpdata>=0.2.18",
+        "ase>=3.23",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={
+        "mpi": ["mpi4py", "mpich"],
+        "test": ["pytest", "hypothesis", "mpi4py", "mpich"],
+    },
+    entry_points={
+        "deepmd": ["charge = deepmd_charge.entrypoint"],
+        "dpdata.plugins": ["deepmd_charge = deepmd_charge.io.dpdata"],
+        "console_scripts": ["dp-charge = deepmd_charge.cli:main"],
+    },
+)
