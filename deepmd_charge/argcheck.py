@@ -15,6 +15,10 @@ doc_resnet_dt = "Use a trainable timestep in the skip connections."
 doc_precision = "Precision of the fitting net parameters: default (the interface precision), float32 or float64."
 doc_trainable = "Whether the fitting net parameters are trained; a list gives it per layer (len(neuron)+1)."
 doc_seed = "Random seed for the initial fitting net parameters."
+doc_radial = (
+    "se_e2_a only: sizes of a small embedding net g whose radial sums (1/N) sum_j s(r_j) g(s(r_j)) "
+    "over the grid point's neighbours are fed to the fitting net next to the descriptor; [] = off."
+)
 
 doc_charge_loss = (
     "Loss of deepmd-charge's charge fitting, computed on the ghost atoms (grid points) only. "
@@ -37,6 +41,7 @@ def fitting_charge() -> list:
         Argument("precision", str, optional=True, default="default", doc=doc_precision),
         Argument("trainable", [list[bool], bool], optional=True, default=True, doc=doc_trainable),
         Argument("seed", [int, None], optional=True, doc=doc_seed),
+        Argument("radial_neuron", list[int], optional=True, default=[], doc=doc_radial),
     ]
 
 

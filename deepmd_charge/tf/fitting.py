@@ -72,6 +72,7 @@ class ChargeFitting(DOSFitting):
         descrpt=None,
         type_map: list | None = None,
         mixed_types: bool = False,
+        radial_neuron: list | None = None,
         **kwargs,
     ) -> None:
         check_ghost_setup(type_map, descrpt)
@@ -92,6 +93,10 @@ class ChargeFitting(DOSFitting):
             **{k: v for k, v in kwargs.items() if k in ("uniform_seed", "layer_name")},
         )
         self.ghost_type = ntypes - 1
+        self.descrpt = descrpt
+        self.radial_neuron = list(radial_neuron) if radial_neuron else []
+        if self.radial_neuron and not hasattr(descrpt, "sel_a"):
+            raise ValueError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix)")
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.label = DEFAULT_LABEL
@@ -162,9 +167,18 @@ class ChargeFitting(DOSFitting):
             # DeePMD sorts local atoms by type, so the ghosts are the last natoms[2+g] of them
             n_ghost = natoms[2 + g]
             start = natoms[0] - n_ghost
-            out = self._build_lower(
-                start, n_ghost, inputs, None, None, bias_dos=0.0, type_suffix=f"_type_{g}", suffix=suffix, reuse=reuse
-            )
+            ghost_inputs = inputs[:, start:, :]
+            dim = self.dim_descrpt
+            if self.radial_neuron:
+                radial = self._radial_features(nframes, natoms, start, reuse, suffix)
+                ghost_inputs = tf.concat([ghost_inputs, tf.cast(radial, ghost_inputs.dtype)], axis=2)
+                self.dim_descrpt = dim + self.radial_neuron[-1]
+            try:
+                out = self._build_lower(
+                    0, n_ghost, ghost_inputs, None, None, bias_dos=0.0, type_suffix=f"_type_{g}", suffix=suffix, reuse=reuse
+                )
+            finally:
+                self.dim_descrpt = dim
             out = tf.reshape(tf.cast(out, GLOBAL_TF_FLOAT_PRECISION), [nframes, n_ghost, 1]) * t_std + t_mean
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
             outs = tf.concat([zeros, out], axis=1)
@@ -175,6 +189,33 @@ class ChargeFitting(DOSFitting):
             mask = tf.cast(tf.equal(atype, g), GLOBAL_TF_FLOAT_PRECISION)[:, :, None]
             outs = out * mask
         return outs
+
+    def _radial_features(self, nframes, natoms, start, reuse, suffix):
+        """Linear radial sums (1/nnei) sum_j s(r_j) g(s_j) over the ghost's real neighbours.
+
+        The se_e2_a descriptor only holds products of such sums; a density is to first order a
+        sum of atomic contributions, which these features give directly.
+        """
+        from deepmd.tf.utils.network import embedding_net
+
+        d = self.descrpt
+        nnei = d.nnei
+        env = tf.reshape(d.descrpt_reshape, [nframes, natoms[0], nnei, 4])[:, start:, :, 0]
+        avg = tf.reshape(d.t_avg[self.ghost_type], [nnei, 4])[:, 0]
+        std = tf.reshape(d.t_std[self.ghost_type], [nnei, 4])[:, 0]
+        s_raw = env * std + avg  # the op's normalisation undone: 0 for empty neighbour slots
+        with tf.variable_scope("charge_radial" + suffix, reuse=reuse):
+            g = embedding_net(
+                tf.reshape(env, [-1, 1]),
+                self.radial_neuron,
+                self.fitting_precision,
+                activation_fn=self.fitting_activation_fn,
+                resnet_dt=False,
+                seed=self.seed,
+                uniform_seed=self.uniform_seed,
+            )
+        g = tf.reshape(tf.cast(g, s_raw.dtype), [nframes, -1, nnei, self.radial_neuron[-1]])
+        return tf.reduce_sum(g * s_raw[..., None], axis=2) / nnei
 
     def init_variables(self, graph, graph_def, suffix: str = "") -> None:
         super().init_variables(graph, graph_def, suffix=suffix)

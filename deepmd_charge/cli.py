@@ -1,0 +1,232 @@
+"""dp-charge convert | predict | test: parse arguments, call the library, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deepmd_charge.errors import InputError
+
+
+def _add_threads(p):
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: OMP_NUM_THREADS or all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dp-charge",
+        description="Deep Charge: learn DFT charge densities with DeePMD-kit and predict them on any grid.",
+        epilog="Train between convert and predict with DeePMD-kit itself: dp train input.json; dp freeze -o model.pb",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="CHGCAR/cube grids -> ghost-point training frames (deepmd/npy)")
+    c.add_argument("files", nargs="+", help="CHGCAR, CHG, AECCAR, PARCHG (plain/.gz/.bz2/.xz) or .cube files")
+    c.add_argument("-o", "--output", required=True, help="output folder: a deepmd/npy system (one set per input file)")
+    c.add_argument("--points-per-frame", type=int, default=200, help="grid points (ghost atoms) per frame (default 200)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--points", type=int, default=100_000, help="grid points sampled per input file (default 100000, capped by the grid)")
+    g.add_argument("--frames", type=int, default=None, help="frames per input file (instead of --points)")
+    c.add_argument("--sampling", choices=["uniform", "weighted"], default="uniform", help="uniform: all points alike; weighted: favour dense regions")
+    c.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    c.add_argument("--ghost", default="X", help="type name of grid points; must be last in type_map (default X)")
+    c.add_argument("--channel", default="total", help="density block to learn: total (default) or magnetization")
+    c.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files without a species line")
+
+    p = sub.add_parser("predict", help="density of a structure on a grid, written as CHGCAR or cube")
+    p.add_argument("model", help="frozen model from dp freeze (model.pb)")
+    p.add_argument("structure", help="any file ASE reads (POSCAR, CIF, extxyz, ...) or a CHGCAR/cube")
+    p.add_argument("-o", "--output", required=True, help="output file: CHGCAR-style (default; .gz compresses) or .cube")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--grid", type=int, nargs=3, metavar=("NX", "NY", "NZ"), help="grid points along a, b, c")
+    grid.add_argument("--spacing", type=float, default=None, help="largest point spacing in Angstrom (default 0.1)")
+    grid.add_argument("--like", help="copy the grid (and augmentation block) of this CHGCAR")
+    p.add_argument("--format", choices=["chgcar", "cube"], default=None, help="output format (default: from the extension)")
+    p.add_argument("--normalize", type=float, default=None, metavar="ELECTRONS", help="rescale the density to integrate to this electron count")
+    p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
+
+    t = sub.add_parser("test", help="accuracy of a model against DFT grids or ghost-point npy systems")
+    t.add_argument("model", help="frozen model from dp freeze (model.pb)")
+    t.add_argument("data", nargs="+", help="CHGCAR/cube files and/or deepmd/npy system folders")
+    t.add_argument("--json", help="write all metrics to this JSON file")
+    t.add_argument("--plot", help="write a parity plot (png, pdf, svg)")
+    t.add_argument("--slice", help="CHGCAR inputs: write a slice map DFT | model | error of the first one")
+    t.add_argument("--label", default=None, help="npy label name (default: density, else atom_ener)")
+    t.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(t)
+    return parser
+
+
+def _setup_threads(threads):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads:
+        for var in ("OMP_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
+            os.environ[var] = str(threads)
+        os.environ["DP_INTER_OP_PARALLELISM_THREADS"] = "1"
+
+
+def cmd_convert(args) -> int:
+    import dpdata
+
+    from deepmd_charge.convert import frames_from_volumetric, max_frames, write_system
+    from deepmd_charge.io.dpdata import register_density
+    from deepmd_charge.io.structure import read_volumetric
+
+    register_density()
+    vols = [read_volumetric(f, elements=args.elements) for f in args.files]
+    k = args.points_per_frame
+    if k <= 0:
+        raise InputError("--points-per-frame", f"must be positive, got {k}")
+    wanted = args.frames if args.frames is not None else max(1, args.points // k)
+    if wanted <= 0:
+        raise InputError("--frames", f"must be positive, got {wanted}")
+    # equal frames per file, so that each file is exactly one set of the system
+    frames = min([wanted] + [max_frames(v, k) for v in vols])
+    if frames < wanted:
+        print(f"note: the smallest grid allows {frames} frames of {k} points per file (asked {wanted})")
+    systems = []
+    for i, vol in enumerate(vols):
+        seed = None if args.seed is None else args.seed + i
+        data = frames_from_volumetric(vol, points_per_frame=k, frames=frames, sampling=args.sampling, seed=seed, ghost=args.ghost, channel=args.channel)
+        systems.append(dpdata.System(data=data))
+        print(
+            f"{vol.source}: {vol.atoms.get_chemical_formula()}, grid {'x'.join(map(str, vol.shape))}, "
+            f"{vol.electrons():.4f} electrons, {args.channel} -> {frames} frames x {k} points"
+        )
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "type.raw").exists())):
+        raise InputError(out, "exists and is not a deepmd/npy system; choose another --output")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        written = write_system(systems, tmp, set_size=frames)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    names = systems[0]["atom_names"]
+    for w in written:
+        print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
+    print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{out}"')
+    return 0
+
+
+def _load_model(path, threads):
+    from deepmd_charge.predict import DeepCharge
+
+    return DeepCharge(path, threads=threads)
+
+
+def cmd_predict(args) -> int:
+    from deepmd_charge.io.chgcar import write_chgcar
+    from deepmd_charge.io.cube import write_cube
+    from deepmd_charge.io.structure import is_cube, read_structure, read_volumetric
+    from deepmd_charge.metrics import electron_count
+
+    fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
+    atoms = read_structure(args.structure, elements=args.elements)
+    dc = _load_model(args.model, args.threads)
+    trailers, shape = None, args.grid
+    if args.like:
+        like = read_volumetric(args.like, elements=args.elements)
+        shape = like.shape
+        if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
+            trailers = like.trailers[:1]
+        elif any(t.strip() for t in like.trailers):
+            print(f"note: {args.like} holds other atoms; its augmentation block is not copied")
+    start = time.perf_counter()
+    rho = dc.predict(atoms, grid=shape, spacing=args.spacing, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    volume = atoms.get_volume()
+    count = electron_count(rho, volume)
+    print(f"grid {'x'.join(map(str, rho.shape))} ({rho.size} points) in {elapsed:.1f} s, {rho.size / elapsed:,.0f} points/s")
+    print(f"electrons: {count:.6f}")
+    if args.normalize is not None:
+        if args.normalize <= 0:
+            raise InputError("--normalize", f"needs a positive electron count, got {args.normalize}")
+        rho = rho * (args.normalize / count)
+        print(f"normalized to {args.normalize} electrons (factor {args.normalize / count:.6f})")
+    if fmt == "cube":
+        write_cube(args.output, atoms, rho, comment=f"deepmd-charge prediction, model {args.model}")
+    else:
+        write_chgcar(args.output, atoms, [rho], trailers=trailers, title=f"{atoms.get_chemical_formula()} deepmd-charge prediction")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _fmt_row(name, m):
+    row = f"{name:40.40s} {m['points']:>9d} {m['mae']:10.3e} {m['rmse']:10.3e} {100 * m['nmae']:7.3f}% {m['max_abs_err']:10.3e} {m['r2']:8.5f}"
+    if "electrons_ref" in m:
+        rel = (m["electrons_pred"] - m["electrons_ref"]) / m["electrons_ref"]
+        row += f"  {m['electrons_pred']:.4f} vs {m['electrons_ref']:.4f} ({100 * rel:+.3f}%)"
+    return row
+
+
+def cmd_test(args) -> int:
+    import numpy as np
+
+    from deepmd_charge.evaluate import evaluate_system, evaluate_volumetric, is_npy_system
+    from deepmd_charge.metrics import score
+
+    dc = _load_model(args.model, args.threads)
+    results = []
+    for item in args.data:
+        if is_npy_system(item):
+            results.append(evaluate_system(dc, item, label=args.label, progress=not args.quiet))
+        else:
+            results.append(evaluate_volumetric(dc, item, elements=args.elements, progress=not args.quiet))
+    print(f"{'input':40s} {'points':>9s} {'MAE':>10s} {'RMSE':>10s} {'NMAE':>8s} {'max|err|':>10s} {'R^2':>8s}  electrons pred vs DFT  (e/A^3)")
+    for r in results:
+        print(_fmt_row(r["name"], r["metrics"]))
+    overall = score(np.concatenate([r["pred"].ravel() for r in results]), np.concatenate([r["ref"].ravel() for r in results]))
+    if len(results) > 1:
+        print(_fmt_row("overall", overall))
+    if args.json:
+        from deepmd_charge.io.files import atomic_write
+
+        with atomic_write(args.json) as fh:
+            json.dump({"model": args.model, "inputs": [{"name": r["name"], **r["metrics"]} for r in results], "overall": overall}, fh, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from deepmd_charge.plot import parity_plot
+
+        parity_plot(args.plot, {r["name"]: (r["ref"], r["pred"]) for r in results})
+        print(f"wrote {args.plot}")
+    if args.slice:
+        from deepmd_charge.plot import slice_plot
+
+        grids = [r for r in results if "vol" in r]
+        if not grids:
+            raise InputError("--slice", "needs at least one CHGCAR/cube input")
+        slice_plot(args.slice, grids[0]["ref"], grids[0]["pred"], title=grids[0]["name"])
+        print(f"wrote {args.slice}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_threads(getattr(args, "threads", None))
+    try:
+        return {"convert": cmd_convert, "predict": cmd_predict, "test": cmd_test}[args.command](args)
+    except InputError as exc:
+        print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dp-charge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""End to end as a user runs it: dp-charge predict / test on a model made by convert, dp train, dp freeze."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLE_DFT, run
+from deepmd_charge.io.chgcar import read_chgcar
+from deepmd_charge.io.cube import read_cube
+
+
+def test_predict_like_and_test(trained, tmp_path):
+    model = trained["model"]
+    ref = EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"
+    out = run(["dp-charge", "predict", str(model), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "CHGCAR_pred"), "--like", str(ref), "--quiet"])
+    assert "electrons:" in out.stdout
+    pred = read_chgcar(tmp_path / "CHGCAR_pred")
+    dft = read_chgcar(ref)
+    assert pred.shape == dft.shape
+    count = float(out.stdout.split("electrons:")[1].split()[0])
+    assert count == pytest.approx(pred.electrons(), rel=1e-8)
+    nmae = np.abs(pred.total - dft.total).sum() / np.abs(dft.total).sum()
+    assert nmae < 0.5  # a 300-step model, far better than zero density
+
+    t = run(["dp-charge", "test", str(model), str(ref), str(trained["dir"] / "data"), "--json", str(tmp_path / "m.json"),
+             "--plot", str(tmp_path / "parity.png"), "--slice", str(tmp_path / "slice.png"), "--quiet"])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    grid = metrics["inputs"][0]
+    assert grid["points"] == 48**3
+    assert grid["nmae"] == pytest.approx(nmae, rel=1e-6)
+    assert grid["electrons_ref"] == pytest.approx(32.0, abs=1e-3)
+    assert metrics["inputs"][1]["points"] == 20000  # the npy training system: every ghost point
+    for key in ("MAE", "RMSE", "NMAE", "R^2", "overall"):
+        assert key in t.stdout
+    assert (tmp_path / "parity.png").stat().st_size > 10_000
+    assert (tmp_path / "slice.png").stat().st_size > 10_000
+
+
+def test_predict_cube_and_spacing(trained, tmp_path):
+    out = run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "rho.cube"), "--spacing", "0.4", "--quiet", "--threads", "1"])
+    vol = read_cube(tmp_path / "rho.cube")
+    assert vol.shape == (15, 15, 15)  # 5.43/0.4 = 13.6 -> 15, the next 2-3-5 number
+    count = float(out.stdout.split("electrons:")[1].split()[0])
+    assert vol.electrons() == pytest.approx(count, rel=1e-4)
+
+
+def test_normalize(trained, tmp_path):
+    run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"), "--grid", "12", "12", "12", "--normalize", "32", "--quiet"])
+    assert read_chgcar(tmp_path / "CHGCAR").electrons() == pytest.approx(32.0, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "{model}", "{missing}", "-o", "{out}"], "no such file"),
+        (["predict", "{model}", "{poscar}", "-o", "{out}", "--grid", "0", "4", "4"], "positive whole numbers"),
+        (["predict", "{model}", "{poscar}", "-o", "{out}", "--spacing", "-1"], "must be a positive length"),
+        (["predict", "{model}", "{water}", "-o", "{out}", "--grid", "4", "4", "4"], "does not know"),
+        (["predict", "{junk}", "{poscar}", "-o", "{out}"], "not a frozen TensorFlow model"),
+        (["predict", "{model}", "{poscar}", "-o", "/nonexistent/dir/CHGCAR", "--grid", "4", "4", "4", "--quiet"], "does not exist"),
+        (["test", "{model}", "{tmp}"], "is a directory"),
+        (["convert", "{junk}", "-o", "{tmp}/data"], "line"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(trained, tmp_path, args, message):
+    (tmp_path / "junk.pb").write_text("hello\n")
+    (tmp_path / "water.xyz").write_text("3\n\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
+    fill = {"model": trained["model"], "missing": tmp_path / "nope", "out": tmp_path / "OUT", "poscar": EXAMPLE_DFT / "perfect" / "POSCAR",
+            "water": tmp_path / "water.xyz", "junk": tmp_path / "junk.pb", "tmp": tmp_path}
+    proc = run(["dp-charge"] + [a.format(**fill) for a in args], check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err_lines = [line for line in proc.stderr.strip().splitlines() if "dp-charge" in line]
+    assert len(err_lines) == 1 and message in err_lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "OUT").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_dp_doc_train_input_lists_charge_arguments():
+    out = run(["dp", "--tf", "doc-train-input"]).stdout
+    assert "charge" in out and "huber_delta" in out and "loss_func" in out

@@ -1,0 +1,99 @@
+"""Physics of a real (tiny) trained model: invariances, chunking, nuclei, agreement with DeePMD-kit."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from scipy.spatial.transform import Rotation
+
+import deepmd_charge.predict as predict_mod
+from conftest import EXAMPLE_DFT
+from deepmd_charge.errors import InputError
+from deepmd_charge.io.chgcar import read_chgcar
+
+
+@pytest.fixture(scope="module")
+def structure():
+    atoms = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz").atoms
+    pts = np.random.default_rng(7).random((400, 3)) @ atoms.cell[:]
+    return atoms, pts
+
+
+def test_matches_stock_deepmd_eval(model, trained, structure):
+    """Our chunked neighbour lists give DeePMD-kit's own answer (all ghosts as atoms of one frame)."""
+    from deepmd.tf.infer import DeepDOS
+
+    atoms, pts = structure
+    ours = model.predict_points(atoms, pts)
+    stock = DeepDOS(str(trained["model"]))
+    coords = np.concatenate([atoms.positions, pts]).reshape(1, -1)
+    _, atomic = stock.eval(coords, atoms.cell[:].reshape(1, 9), [0] * len(atoms) + [1] * len(pts), atomic=True)
+    np.testing.assert_allclose(ours, atomic.reshape(-1)[len(atoms):], atol=1e-10)
+
+
+def test_rotation_translation_permutation_invariance(model, structure):
+    atoms, pts = structure
+    ref = model.predict_points(atoms, pts)
+    rot = Rotation.from_euler("zyx", [37, -21, 64], degrees=True).as_matrix()
+    shift = np.array([0.37, -1.21, 2.9])
+    moved = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions @ rot.T + shift, cell=atoms.cell[:] @ rot.T, pbc=True)
+    np.testing.assert_allclose(model.predict_points(moved, pts @ rot.T + shift), ref, atol=1e-8)
+    perm = np.random.default_rng(3).permutation(len(atoms))
+    np.testing.assert_allclose(model.predict_points(atoms[perm], pts), ref, atol=1e-8)
+    # periodicity: a point one lattice vector away has the same density
+    np.testing.assert_allclose(model.predict_points(atoms, pts + atoms.cell[1] - 2 * atoms.cell[2]), ref, atol=1e-8)
+
+
+def test_same_prediction_whatever_the_chunking(model, structure, monkeypatch):
+    atoms, _ = structure
+    ref = model.predict(atoms, grid=(12, 14, 16))
+    monkeypatch.setattr(predict_mod, "BIN_LENGTH", 0.5)
+    monkeypatch.setattr(predict_mod, "CHUNK_POINTS", 37)
+    np.testing.assert_allclose(model.predict(atoms, grid=(12, 14, 16)), ref, atol=1e-10)
+    monkeypatch.setattr(predict_mod, "BIN_LENGTH", 100.0)  # one bin for the whole cell
+    monkeypatch.setattr(predict_mod, "CHUNK_POINTS", 10**6)
+    np.testing.assert_allclose(model.predict(atoms, grid=(12, 14, 16)), ref, atol=1e-10)
+
+
+def test_supercell_gives_the_same_density(model, structure):
+    """Linear in system size and correct across periodic images: a 2x1x1 supercell repeats the cell."""
+    atoms, _ = structure
+    rho = model.predict(atoms, grid=(8, 8, 8))
+    rho2 = model.predict(atoms.repeat((2, 1, 1)), grid=(16, 8, 8))
+    np.testing.assert_allclose(rho2[:8], rho, atol=1e-10)
+    np.testing.assert_allclose(rho2[8:], rho, atol=1e-10)
+
+
+def test_perfect_crystal_with_grid_points_on_nuclei(model):
+    """A perfect crystal's grid contains the nuclei: the density there must be finite and smooth."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    rho = model.predict(atoms, grid=(24, 24, 24))
+    assert np.all(np.isfinite(rho))
+    on_nucleus = rho[0, 0, 0]
+    near = model.predict_points(atoms, np.array([[0.15, 0.0, 0.0], [0.0, -0.15, 0.0], [0.0, 0.0, 0.15]]))
+    assert abs(on_nucleus - near.mean()) < 0.5 * (rho.max() - rho.min())
+    # the nucleus at (1/4,1/4,1/4) is equivalent by symmetry to the one at the origin
+    assert rho[6, 6, 6] == pytest.approx(on_nucleus, abs=1e-8)
+
+
+def test_unknown_element_is_a_clear_error(model):
+    with pytest.raises(InputError, match=r"element\(s\) \['O'\] that the model does not know"):
+        model.predict(Atoms("O", cell=[3, 3, 3], pbc=True), grid=(4, 4, 4))
+
+
+def test_not_a_charge_model(tmp_path):
+    from deepmd_charge import DeepCharge
+
+    (tmp_path / "junk.pb").write_bytes(b"\x00\x01not a graph")
+    with pytest.raises(InputError, match="not a frozen TensorFlow model|not a DeePMD-kit model"):
+        DeepCharge(tmp_path / "junk.pb")
+    with pytest.raises(InputError, match="no such model file"):
+        DeepCharge(tmp_path / "missing.pb")
+
+
+def test_training_logged_the_charge_statistics(trained):
+    log = trained["train_log"]
+    assert "charge neighbour statistics" in log
+    assert "charge fitting: density mean" in log
+    lcurve = np.loadtxt(trained["dir"] / "lcurve.out")
+    assert lcurve[-1, 1] < 0.5 * lcurve[0, 1]  # rmse fell during 300 steps
