@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from deepmd_charge.errors import InputError
 
 
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", type=float, default=None, metavar="ELECTRONS", help="rescale the density to integrate to this electron count")
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--slab-points", type=int, default=None, help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory")
     _add_threads(p)
 
     t = sub.add_parser("test", help="accuracy of a model against DFT grids or ghost-point npy systems")
@@ -129,40 +132,83 @@ def _load_model(path, threads):
 
 
 def cmd_predict(args) -> int:
-    from deepmd_charge.io.chgcar import write_chgcar
-    from deepmd_charge.io.cube import write_cube
     from deepmd_charge.io.structure import is_cube, read_structure, read_volumetric
-    from deepmd_charge.metrics import electron_count
+    from deepmd_charge.parallel import mpi_comm, slabs_in_order
 
+    comm = mpi_comm()
+    rank = comm.Get_rank() if comm else 0
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
+    _check_output(args.output)  # before any work: a late failure would also strand MPI ranks
     atoms = read_structure(args.structure, elements=args.elements)
     dc = _load_model(args.model, args.threads)
-    trailers, shape = None, args.grid
+    dc.check_structure(atoms, args.structure)
+    trailer, shape = "", args.grid
     if args.like:
         like = read_volumetric(args.like, elements=args.elements)
         shape = like.shape
         if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
-            trailers = like.trailers[:1]
-        elif any(t.strip() for t in like.trailers):
+            trailer = like.trailers[0]
+        elif any(t.strip() for t in like.trailers) and rank == 0:
             print(f"note: {args.like} holds other atoms; its augmentation block is not copied")
+    shape = dc.grid_shape(atoms, shape, args.spacing)
+    if args.normalize is not None and args.normalize <= 0:
+        raise InputError("--normalize", f"needs a positive electron count, got {args.normalize}")
+    progress = not args.quiet
+    if args.slab_points is not None and args.slab_points <= 0:
+        raise InputError("--slab-points", f"must be positive, got {args.slab_points}")
+    if comm:
+        slabs = slabs_in_order(dc, atoms, shape, comm, progress, args.slab_points)
+    else:
+        slabs = dc.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=progress)
+    if rank != 0:
+        for _ in slabs:  # compute and send this rank's share
+            pass
+        return 0
     start = time.perf_counter()
-    rho = dc.predict(atoms, grid=shape, spacing=args.spacing, progress=not args.quiet)
+    count = _write_prediction(args, fmt, atoms, shape, slabs, trailer)
     elapsed = time.perf_counter() - start
-    volume = atoms.get_volume()
-    count = electron_count(rho, volume)
-    print(f"grid {'x'.join(map(str, rho.shape))} ({rho.size} points) in {elapsed:.1f} s, {rho.size / elapsed:,.0f} points/s")
+    npts = int(np.prod(shape))
+    ranks = f" on {comm.Get_size()} MPI ranks" if comm else ""
+    print(f"grid {'x'.join(map(str, shape))} ({npts} points) in {elapsed:.1f} s{ranks}, {npts / elapsed:,.0f} points/s")
     print(f"electrons: {count:.6f}")
     if args.normalize is not None:
-        if args.normalize <= 0:
-            raise InputError("--normalize", f"needs a positive electron count, got {args.normalize}")
-        rho = rho * (args.normalize / count)
         print(f"normalized to {args.normalize} electrons (factor {args.normalize / count:.6f})")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _check_output(path) -> None:
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected an output file name")
+    if not folder.is_dir():
+        raise InputError(path, f"cannot write: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(path, f"cannot write: folder {folder} is not writable")
+
+
+def _write_prediction(args, fmt, atoms, shape, slabs, trailer) -> float:
+    """Write the predicted grid; returns the electron count before any normalisation."""
+    from deepmd_charge.io.chgcar import write_chgcar
+    from deepmd_charge.io.cube import write_cube
+    from deepmd_charge.io.stream import write_chgcar_slabs
+
+    volume = atoms.get_volume()
+    title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
+    if fmt == "chgcar" and args.normalize is None:
+        return write_chgcar_slabs(args.output, atoms, shape, slabs, trailer=trailer, title=title) / np.prod(shape) * volume
+    rho = np.empty(shape)
+    for k0, k1, slab in slabs:
+        rho[:, :, k0:k1] = slab
+    count = float(rho.mean() * volume)
+    if args.normalize is not None:
+        rho *= args.normalize / count
     if fmt == "cube":
         write_cube(args.output, atoms, rho, comment=f"deepmd-charge prediction, model {args.model}")
     else:
-        write_chgcar(args.output, atoms, [rho], trailers=trailers, title=f"{atoms.get_chemical_formula()} deepmd-charge prediction")
-    print(f"wrote {args.output}")
-    return 0
+        write_chgcar(args.output, atoms, [rho], trailers=[trailer], title=title)
+    return count
 
 
 def _fmt_row(name, m):

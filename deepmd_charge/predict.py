@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 
 from deepmd_charge.convert import CORE_RADIUS, periodic_images
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import cartesian_points, check_shape, shape_from_spacing
+from deepmd_charge.grid import check_shape, shape_from_spacing
 
 DEFAULT_SPACING = 0.1
 BIN_LENGTH = 1.2  # Angstrom; smaller bins = fewer wasted candidates, more Python calls
@@ -95,30 +95,84 @@ class DeepCharge:
         return np.array([self.type_map.index(s) for s in symbols])
 
     # ---- public API --------------------------------------------------------------------------
-    def predict(self, atoms: Atoms, grid=None, spacing: float | None = None, progress: bool = False, out=None) -> np.ndarray:
+    def grid_shape(self, atoms: Atoms, grid=None, spacing: float | None = None) -> tuple:
+        """The grid asked for: `grid` if given, else spacing-based (default 0.1 A)."""
+        if grid is not None:
+            return check_shape(grid)
+        return shape_from_spacing(np.asarray(atoms.cell[:]), spacing or DEFAULT_SPACING)
+
+    def predict(self, atoms: Atoms, grid=None, spacing: float | None = None, progress: bool = False) -> np.ndarray:
         """Density (e/A^3) on the periodic grid `grid` = (nx, ny, nz) of the atoms' cell.
 
         Without `grid`, the grid has at most `spacing` (default 0.1 A) between points.
         """
-        cell = np.asarray(atoms.cell[:])
-        shape = check_shape(grid) if grid is not None else shape_from_spacing(cell, spacing or DEFAULT_SPACING)
-        points = cartesian_points(cell, shape)
-        rho = self.predict_points(atoms, points, progress=progress)
-        return rho.reshape(shape)
+        shape = self.grid_shape(atoms, grid, spacing)
+        rho = np.empty(shape)
+        for k0, k1, slab in self.iter_slabs(atoms, shape, progress=progress):
+            rho[:, :, k0:k1] = slab
+        return rho
+
+    def iter_slabs(self, atoms: Atoms, shape, slab_points: int = 2**20, progress: bool = False, slabs=None):
+        """Yield (k0, k1, rho[:, :, k0:k1]) for runs of z-planes of the grid, in order.
+
+        A CHGCAR stores x fastest, so consecutive z-planes are consecutive stretches of the
+        file: a writer can stream them and never hold the whole grid. `slabs` restricts the
+        work to those slab numbers (MPI ranks take every n-th one).
+        """
+        shape = check_shape(shape)
+        ctx = self._context(atoms)
+        bounds = slab_bounds(shape, slab_points)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            total = sum(k1 - k0 for i, (k0, k1) in enumerate(bounds) if slabs is None or i in slabs) * shape[0] * shape[1]
+            bar = tqdm(total=total, unit="pt", unit_scale=True, desc="predict", mininterval=0.5, smoothing=0.1)
+        cell = ctx.cell
+        ij = np.stack(np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij"), axis=-1).reshape(-1, 2)
+        for n, (k0, k1) in enumerate(bounds):
+            if slabs is not None and n not in slabs:
+                continue
+            ks = np.arange(k0, k1)
+            frac = np.concatenate(
+                [np.repeat(ij, len(ks), axis=0) / shape[:2], np.tile(ks, len(ij))[:, None] / shape[2]], axis=1
+            )
+            rho = self._predict_wrapped(ctx, frac @ cell, bar)
+            yield k0, k1, rho.reshape(shape[0], shape[1], len(ks))
+        if bar:
+            bar.close()
 
     def predict_points(self, atoms: Atoms, points, progress: bool = False) -> np.ndarray:
         """Density (e/A^3) at cartesian `points` (M, 3), Angstrom, in a periodic cell."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        types = self._types_of(atoms)
-        cell = np.asarray(atoms.cell[:], dtype=np.float64)
-        if not np.all(atoms.pbc):
-            raise InputError("structure", "needs a periodic cell (pbc in all directions); put molecules in a box")
+        ctx = self._context(atoms)
+        frac = points @ ctx.inv
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(points), unit="pt", unit_scale=True, desc="predict", mininterval=0.5)
+        rho = self._predict_wrapped(ctx, (frac - np.floor(frac)) @ ctx.cell, bar)  # the density is periodic
+        if bar:
+            bar.close()
+        return rho
+
+    def check_structure(self, atoms: Atoms, source="structure") -> np.ndarray:
+        """Model type indices of the atoms; InputError for unknown elements or a missing cell."""
+        types = self._types_of(atoms, source)
         if abs(np.linalg.det(atoms.cell[:])) < 1e-6:
-            raise InputError("structure", "has no cell volume")
-        frac = points @ np.linalg.inv(cell)
-        points = (frac - np.floor(frac)) @ cell  # the density is periodic
-        points, sphere_of = self._substitute_core_points(atoms, points)
-        rho = self._evaluate(atoms, types, points, progress)
+            raise InputError(source, "has no periodic cell; put molecules or slabs in a box with vacuum")
+        if not np.all(atoms.pbc):
+            raise InputError(source, "is not periodic in all directions; put molecules or slabs in a box with vacuum")
+        return types
+
+    def _context(self, atoms: Atoms) -> "_Structure":
+        return _Structure(atoms, self.check_structure(atoms), self.rcut)
+
+    def _predict_wrapped(self, ctx, points, bar=None):
+        """Points inside the cell; near-nucleus points replaced by their sphere average."""
+        points, sphere_of = self._substitute_core_points(ctx, points)
+        rho = self._evaluate(ctx, points, bar)
         if sphere_of is not None:
             n_core, idx, weights = sphere_of
             core_values = np.bincount(idx, weights=rho[n_core:] * weights, minlength=n_core)
@@ -128,25 +182,22 @@ class DeepCharge:
         return rho
 
     # ---- near-nucleus points -----------------------------------------------------------------
-    def _substitute_core_points(self, atoms, points):
+    def _substitute_core_points(self, ctx, points):
         """Points within CORE_RADIUS of a nucleus are replaced by a sphere average around it.
 
         The descriptor's 1/r diverges at a nucleus (NaN exactly on it) and training skips these
         points. The sphere points lie at CORE_RADIUS from the nucleus towards and away from each
         neighbour within rcut, so the set turns with the structure: rotation invariant.
         """
-        pos, idx = periodic_images(atoms, CORE_RADIUS)
-        dist, near = cKDTree(pos).query(points, k=1, distance_upper_bound=CORE_RADIUS)
+        dist, near = ctx.tree.query(points, k=1, distance_upper_bound=CORE_RADIUS)
         hit = np.flatnonzero(dist < CORE_RADIUS)
         if hit.size == 0:
             return points, None
-        images, image_idx = periodic_images(atoms, self.rcut + CORE_RADIUS)
-        tree = cKDTree(images)
         extra, owner, weights = [], [], []
         for p in hit:
-            center = pos[near[p]]
-            neigh = np.asarray(tree.query_ball_point(center, self.rcut))
-            vec = images[neigh] - center
+            center = ctx.ext_pos[near[p]]
+            neigh = np.asarray(ctx.tree.query_ball_point(center, self.rcut))
+            vec = ctx.ext_pos[neigh] - center
             d = np.linalg.norm(vec, axis=1)
             vec = vec[d > 1e-8] / d[d > 1e-8, None]
             if len(vec) == 0:
@@ -156,52 +207,35 @@ class DeepCharge:
             owner.append(np.full(len(dirs), p))
             weights.append(np.full(len(dirs), 1.0 / len(dirs)))
         n = len(points)
-        points = np.concatenate([points] + extra)
-        return points, (n, np.concatenate(owner), np.concatenate(weights))
+        frac = np.concatenate(extra) @ ctx.inv
+        extra = (frac - np.floor(frac)) @ ctx.cell
+        return np.concatenate([points, extra]), (n, np.concatenate(owner), np.concatenate(weights))
 
     # ---- evaluation in spatially local chunks -------------------------------------------------
-    def _evaluate(self, atoms, types, points, progress):
-        cell = np.asarray(atoms.cell[:], dtype=np.float64)
-        inv = np.linalg.inv(cell)
-        frac = points @ inv
-        frac -= np.floor(frac)
-        wrapped = frac @ cell
-        thickness = 1.0 / np.linalg.norm(inv.T, axis=1)  # distance between opposite faces
-        nbins = np.maximum(1, np.floor(thickness / BIN_LENGTH)).astype(int)
-        bin_ijk = np.minimum((frac * nbins).astype(int), nbins - 1)
-        bin_id = np.ravel_multi_index(bin_ijk.T, nbins)
+    def _evaluate(self, ctx, points, bar=None):
+        """Density at points inside the cell, evaluated bin by bin."""
+        frac = points @ ctx.inv
+        bin_ijk = np.minimum((frac * ctx.nbins).astype(int), ctx.nbins - 1)
+        bin_id = np.ravel_multi_index(bin_ijk.T, ctx.nbins)
         order = np.argsort(bin_id, kind="stable")
         bounds = np.flatnonzero(np.diff(bin_id[order])) + 1
         groups = np.split(order, bounds)
-        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) - 0.5
-        half_diag = np.max(np.linalg.norm((corners / nbins) @ cell, axis=1))
-        ext_pos, ext_idx = periodic_images(atoms, self.rcut + half_diag)
-        ext_types = types[ext_idx]
-        tree = cKDTree(ext_pos)
-        centers = ((np.array([bin_ijk[g[0]] for g in groups]) + 0.5) / nbins) @ cell
-        cand_lists = tree.query_ball_point(centers, self.rcut + half_diag)
-
+        centers = ((np.array([bin_ijk[g[0]] for g in groups]) + 0.5) / ctx.nbins) @ ctx.cell
+        cand_lists = ctx.tree.query_ball_point(centers, self.rcut + ctx.half_diag)
         rho = np.empty(len(points))
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(points), unit="pt", unit_scale=True, desc="predict", mininterval=0.5)
         batch, batch_n = [], 0
         for g, cands in zip(groups, cand_lists):
             batch.append((g, np.asarray(cands, dtype=np.int64)))
             batch_n += len(g)
             if batch_n >= CHUNK_POINTS:
-                self._run_batch(batch, wrapped, ext_pos, ext_types, cell, rho)
+                self._run_batch(batch, points, ctx.ext_pos, ctx.ext_types, ctx.cell, rho)
                 if bar:
                     bar.update(batch_n)
                 batch, batch_n = [], 0
         if batch:
-            self._run_batch(batch, wrapped, ext_pos, ext_types, cell, rho)
+            self._run_batch(batch, points, ctx.ext_pos, ctx.ext_types, ctx.cell, rho)
             if bar:
                 bar.update(batch_n)
-        if bar:
-            bar.close()
         return rho
 
     def _run_batch(self, batch, points, ext_pos, ext_types, cell, rho):
@@ -232,3 +266,24 @@ class DeepCharge:
             },
         )
         rho[idx] = np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def slab_bounds(shape, slab_points: int = 2**20) -> list:
+    """(k0, k1) runs of z-planes holding about `slab_points` grid points each."""
+    planes = max(1, slab_points // (shape[0] * shape[1]))
+    return [(k, min(k + planes, shape[2])) for k in range(0, shape[2], planes)]
+
+
+class _Structure:
+    """Per-structure data shared by all chunks: cell, bins and the periodic images of the atoms."""
+
+    def __init__(self, atoms: Atoms, types: np.ndarray, rcut: float):
+        self.cell = np.asarray(atoms.cell[:], dtype=np.float64)
+        self.inv = np.linalg.inv(self.cell)
+        thickness = 1.0 / np.linalg.norm(self.inv.T, axis=1)  # distance between opposite faces
+        self.nbins = np.maximum(1, np.floor(thickness / BIN_LENGTH)).astype(int)
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) - 0.5
+        self.half_diag = float(np.max(np.linalg.norm((corners / self.nbins) @ self.cell, axis=1)))
+        self.ext_pos, ext_idx = periodic_images(atoms, rcut + self.half_diag)
+        self.ext_types = types[ext_idx]
+        self.tree = cKDTree(self.ext_pos)

@@ -24,6 +24,10 @@ from deepmd_charge.tf.loss import DEFAULT_LABEL, ChargeLoss
 
 log = logging.getLogger("deepmd.charge")
 
+#: radial-sum embedding sizes used unless fitting_net/radial_neuron says otherwise (se_e2_a only):
+#: on the Si8 example (3000 steps) NMAE 6.3% -> 5.0% with the linear path, see docs/benchmarks.md
+DEFAULT_RADIAL = [16, 32]
+
 
 def check_ghost_setup(type_map, descrpt) -> None:
     """Raise ValueError unless the last type is a ghost type that sees no other ghosts."""
@@ -94,9 +98,12 @@ class ChargeFitting(DOSFitting):
         )
         self.ghost_type = ntypes - 1
         self.descrpt = descrpt
-        self.radial_neuron = list(radial_neuron) if radial_neuron else []
-        if self.radial_neuron and not hasattr(descrpt, "sel_a"):
-            raise ValueError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix)")
+        has_env = all(hasattr(descrpt, a) for a in ("sel_a", "nnei")) and type(descrpt).__name__ == "DescrptSeA"
+        if radial_neuron is None:  # default: on where the descriptor's environment matrix is readable
+            radial_neuron = DEFAULT_RADIAL if has_env else []
+        self.radial_neuron = list(radial_neuron)
+        if self.radial_neuron and not has_env:
+            raise ValueError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix); set it to []")
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.label = DEFAULT_LABEL
@@ -179,6 +186,18 @@ class ChargeFitting(DOSFitting):
                 )
             finally:
                 self.dim_descrpt = dim
+            if self.radial_neuron:
+                # linear path from the radial sums: sum_j f(r_j), a superposition of atomic densities
+                with tf.variable_scope("charge_radial" + suffix, reuse=reuse):
+                    w = tf.get_variable(
+                        "linear",
+                        [self.radial_neuron[-1], 1],
+                        dtype=radial.dtype,
+                        initializer=tf.zeros_initializer(),
+                        trainable=True,
+                    )
+                lin = tf.reshape(tf.matmul(tf.reshape(radial, [-1, self.radial_neuron[-1]]), w), [-1, 1])
+                out = tf.cast(out, lin.dtype) + lin
             out = tf.reshape(tf.cast(out, GLOBAL_TF_FLOAT_PRECISION), [nframes, n_ghost, 1]) * t_std + t_mean
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
             outs = tf.concat([zeros, out], axis=1)

@@ -22,7 +22,7 @@ class ChargeLoss(Loss):
     ghost_type
         Index of the ghost type (the last type).
     loss_func
-        "mse" (default), "mae" or "huber".
+        "mae" (default), "mse" or "huber".
     huber_delta
         Transition point of the Huber loss, e/A^3.
     label
@@ -33,7 +33,7 @@ class ChargeLoss(Loss):
         self,
         starter_learning_rate: float,
         ghost_type: int,
-        loss_func: str = "mse",
+        loss_func: str = "mae",
         huber_delta: float = 0.01,
         label: str = DEFAULT_LABEL,
         **kwargs,
