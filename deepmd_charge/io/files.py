@@ -5,60 +5,113 @@ import contextlib
 import gzip
 import lzma
 import os
+import stat
 import tempfile
+import zlib
 from pathlib import Path
 
 from deepmd_charge.errors import InputError
 
-_MAGIC = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
+# magic bytes -> (name, decompress)
+_MAGIC = {b"\x1f\x8b": ("gzip", gzip.decompress), b"BZh": ("bzip2", bz2.decompress), b"\xfd7zXZ\x00": ("xz", lzma.decompress)}
+# file name ending -> compress (for writing)
+_COMPRESS = {".gz": lambda data: gzip.compress(data, compresslevel=6), ".bz2": bz2.compress, ".xz": lzma.compress}
+
+
+def printable(text, limit: int = 40) -> str:
+    """`text` (a token or a line from a file) fit for a one-line message: stripped, control
+    characters escaped, at most `limit` characters."""
+    text = str(text).strip()
+    short = text[:limit]
+    out = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in short)
+    return out + ("..." if len(text) > limit else "")
 
 
 def read_text(path) -> str:
-    """Whole text of a plain, .gz, .bz2 or .xz file (detected by content, not name)."""
+    """Whole text of a plain, .gz, .bz2 or .xz file (detected by content, not name).
+
+    Every problem (missing, a folder, unreadable, broken compression, empty, binary) is an
+    InputError naming the file.
+    """
     path = Path(path)
     if path.is_dir():
         raise InputError(path, "is a directory, expected a file")
     if not path.exists():
         raise InputError(path, "no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(6)
-    opener = next((op for magic, op in _MAGIC.items() if head.startswith(magic)), open)
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise InputError(path, "is not a regular file")
     try:
-        with opener(path, "rb") as fh:
+        with open(path, "rb") as fh:  # read once: also works for pipes such as <(zcat ...)
             raw = fh.read()
-    except (OSError, EOFError, lzma.LZMAError) as exc:
-        raise InputError(path, f"cannot be read ({exc}); is the file complete?") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+    for magic, (kind, decompress) in _MAGIC.items():
+        if raw.startswith(magic):
+            try:
+                raw = decompress(raw)
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+                raise InputError(path, f"cannot be read: broken {kind} data ({printable(exc, 80)}); is the file complete?") from None
+            break
     if not raw.strip():
         raise InputError(path, "is empty")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputError(path, f"is not a text file (NUL byte at byte {nul + 1}): a binary or UTF-16 file?")
     try:
-        return raw.decode("ascii")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def check_writable(path) -> Path:
+    """Raise InputError unless a file can be created at `path` (call it before long work)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected an output file name")
+    if not parent.exists():
+        raise InputError(path, f"cannot write: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(path, f"cannot write: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(path, f"cannot write: folder {parent} is not writable")
+    return parent
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "w"):
     """Write to a temporary file next to `path` and rename it into place only on success.
 
-    A crash or a user error half-way leaves no partial output behind.
+    A crash or a user error half-way leaves no partial output behind; a write that the system
+    refuses (permissions, read-only or full disk) is an InputError naming `path`.
     """
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputError(path, "is a directory, expected an output file name")
-    if not parent.is_dir():
-        raise InputError(path, f"cannot write: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(path, f"cannot write: folder {parent} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    parent = check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise InputError(path, f"cannot write ({exc.strerror or exc})") from None
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
-        with os.fdopen(fd, mode) as fh:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(path, f"cannot write ({exc.strerror or exc})") from None
         raise
+
+
+def write_text(path, text: str) -> None:
+    """Write `text` atomically; a name ending in .gz, .bz2 or .xz is compressed accordingly."""
+    data = text.encode("utf-8")
+    compress = next((c for ext, c in _COMPRESS.items() if str(path).lower().endswith(ext)), None)
+    if compress is not None:
+        data = compress(data)
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
