@@ -1,18 +1,24 @@
 """VASP CHGCAR / CHG / AECCAR / PARCHG reading and writing.
 
 File convention: a POSCAR header, a blank line, ``NX NY NZ``, then NX*NY*NZ values of rho*V_cell
-(electrons) in Fortran order (x fastest), optionally followed by augmentation occupancies. Spin
-files repeat ``NX NY NZ`` + data for the magnetisation (one block collinear, three non-collinear).
+(electrons) in Fortran order (x fastest; CHGCAR 5 a line, CHG 10), optionally followed by
+augmentation occupancies. Spin files repeat ``NX NY NZ`` + data for the magnetisation (one block
+collinear, three non-collinear); VASP writes one moment per atom before the repeated grid line.
 
 In memory (`VolumetricData`) every block is rho in e/A^3 as an (NX, NY, NZ) array, so that
 ``blocks[0][i, j, k]`` is the density at fractional position (i/NX, j/NY, k/NZ). Everything between
 the end of one block and the next grid line (augmentation occupancies, per-atom moments) is kept
 verbatim in `trailers` so that a file can be written back unchanged.
+
+Reading is strict: a file that is truncated, has lines missing or added, a grid line that does not
+match its data, or a non-numeric, NaN or infinite number gives one InputError naming the file,
+the line and the problem - never a silently shifted grid.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +28,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.io.files import atomic_write, read_text
+from deepmd_charge.io.files import printable, read_text, write_text
 
 BLOCK_NAMES = {1: ["total"], 2: ["total", "magnetization"], 4: ["total", "mx", "my", "mz"]}
 
@@ -61,52 +67,182 @@ class VolumetricData:
         return float(self.blocks[block].mean() * abs(np.linalg.det(self.atoms.cell[:])))
 
 
-def _element(token: str) -> str:
-    # VASP 6 writes POTCAR labels such as "Fe_pv/8a1b..." in the species line
-    sym = re.split(r"[_/.]", token)[0]
-    return sym
+# ---- numbers in text ----------------------------------------------------------------------------
+_INT = re.compile(r"[+-]?\d+")
+# Fortran drops the E of a three-digit exponent: 0.12345678901-100 means 0.12345678901E-100
+_FORTRAN_EXP = re.compile(r"(?<=[\d.])([+-]\d{3})(?=\s|$)")
+_NUMBER_START = re.compile(r"[+-]?(\d+\.?\d*|\.\d*)?([EeDd][+-]?\d*)?")
+_AUG = re.compile(r"\s*augmentation", re.IGNORECASE)
+_AUG_HEADER = re.compile(r"augmentation occupancies\s*(\d+)\s+(\d+)", re.IGNORECASE)
 
 
 def _is_int_line(tokens) -> bool:
-    return bool(tokens) and all(re.fullmatch(r"[+-]?\d+", t) for t in tokens)
+    return bool(tokens) and all(_INT.fullmatch(t) for t in tokens)
+
+
+def _float_ok(tok) -> bool:
+    try:
+        float(_FORTRAN_EXP.sub(r"E\1", tok))
+        return True
+    except ValueError:
+        return False
+
+
+def _leading_floats(line: str) -> list:
+    """The numbers at the start of `line`, up to the first word that is not one (a comment)."""
+    out = []
+    for tok in line.split():
+        try:
+            out.append(float(tok))
+        except ValueError:
+            break
+    return out
+
+
+def _line_of_value(lines, index: int) -> int:
+    """Index into `lines` of the line holding whitespace-separated value number `index`."""
+    seen = 0
+    for k, line in enumerate(lines):
+        seen += len(line.split())
+        if seen > index:
+            return k
+    return len(lines) - 1
+
+
+def parse_floats(lines, path, what: str, first_line: int = 0) -> np.ndarray:
+    """All numbers in `lines` as float64 (numpy-fast); lines[0] is line `first_line` (0-based) of
+    the file. A non-numeric, NaN or infinite value is an InputError naming its line."""
+    text = " ".join(lines)
+    try:
+        values = np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        try:
+            values = np.array(_FORTRAN_EXP.sub(r"E\1", text).split(), dtype=np.float64)
+        except ValueError:
+            for k, line in enumerate(lines):
+                bad = next((t for t in line.split() if not _float_ok(t)), None)
+                if bad is not None:
+                    raise InputError(path, f"line {first_line + k + 1}: non-numeric value '{printable(bad)}' in {what}") from None
+            raise InputError(path, f"non-numeric value in {what}") from None
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        k = _line_of_value(lines, bad)
+        raise InputError(path, f"line {first_line + k + 1}: NaN or infinite value '{printable(values[bad])}' in {what}")
+    return values
+
+
+def _number_layout(tok: str) -> str:
+    """`-0.12345E+01` -> `9.99999E+99`: the written form of a number, whatever its value."""
+    body = re.sub(r"^\d*", "9", tok.lstrip("+-"))
+    return re.sub(r"\d", "9", body).replace("-", "+")
+
+
+def check_last_number(text: str, lines, path) -> None:
+    """A file cut inside its last number still parses; DFT codes end files with a newline, so
+    without one, the last number must be written like the one before it."""
+    if text.endswith(("\n", "\r")) or not lines:
+        return
+    toks = lines[-1].split()
+    before = toks[:-1] or (lines[-2].split() if len(lines) > 1 else [])
+    if not (toks and before and _float_ok(before[-1])):
+        return
+    last = toks[-1]
+    cut = not _float_ok(last) and _NUMBER_START.fullmatch(last)  # e.g. 0.1234E
+    if cut or (_float_ok(last) and _number_layout(last) != _number_layout(before[-1])):
+        raise InputError(path, f"truncated: the file ends inside a number ('{printable(last)}', line {len(lines)})")
+
+
+# ---- header -------------------------------------------------------------------------------------
+def _element(token: str) -> str:
+    # VASP 6 writes POTCAR labels such as "Fe_pv/8a1b..." in the species line
+    sym = re.split(r"[_/.]", token)[0]
+    return sym[:1].upper() + sym[1:].lower()
+
+
+def _poscar_species(path: Path):
+    """Species names of a VASP 5 POSCAR/CONTCAR, or None."""
+    try:
+        lines = read_text(path).splitlines()
+    except InputError:
+        return None
+    if len(lines) > 6:
+        tokens = lines[5].split()
+        if tokens and not _is_int_line(tokens) and _is_int_line(lines[6].split()):
+            return [_element(t) for t in tokens]
+    return None
 
 
 def _species_from_poscar_beside(path: Path):
     for name in ("POSCAR", "CONTCAR"):
         cand = path.parent / name
-        if cand.is_file() and cand != path:
-            lines = read_text(cand).splitlines()
-            if len(lines) > 5 and not _is_int_line(lines[5].split()):
-                return [_element(t) for t in lines[5].split()], cand
+        if cand.is_file() and cand.resolve() != path.resolve():
+            species = _poscar_species(cand)
+            if species:
+                return species, cand
     return None, None
+
+
+def _looks_like_cube(lines) -> bool:
+    rows = [line.split() for line in lines[2:6]]
+    return len(rows) == 4 and all(len(r) in (4, 5) and _INT.fullmatch(r[0]) for r in rows)
 
 
 def _parse_header(lines, path: Path, elements=None):
     """Atoms and the index of the first line after the positions."""
-    try:
-        title = lines[0].strip()
-        scale = np.array([float(x) for x in lines[1].split()[:3]])
-        cell = np.array([[float(x) for x in lines[i].split()[:3]] for i in (2, 3, 4)])
-        if cell.shape != (3, 3):
-            raise ValueError("lattice vectors need three numbers each")
-    except (ValueError, IndexError) as exc:
-        raise InputError(path, f"malformed POSCAR header in lines 1-5 ({exc})") from None
-    if len(scale) == 1 and scale[0] < 0:  # negative scale = target volume
-        scale = np.full(3, (-scale[0] / abs(np.linalg.det(cell))) ** (1 / 3))
-    elif len(scale) == 1:
-        scale = np.full(3, scale[0])
-    elif len(scale) != 3:
-        raise InputError(path, "malformed scale factor in line 2")
-    cell = cell * scale[:, None] if len(set(scale)) == 1 else cell * scale[None, :]
-    if abs(np.linalg.det(cell)) < 1e-8:
-        raise InputError(path, "lattice vectors in lines 3-5 span no volume")
+
+    def line(k):
+        if k >= len(lines):
+            raise InputError(path, f"truncated: the file ends inside the POSCAR header (before line {k + 1})")
+        return lines[k]
+
+    def malformed(k, expected):
+        return InputError(path, f"malformed header: line {k + 1} should hold {expected}, found '{printable(line(k))}'")
+
+    title = line(0).strip()
+    scale = _leading_floats(line(1))
+    if len(scale) not in (1, 3):
+        if _looks_like_cube(lines):
+            raise InputError(path, "is a Gaussian cube file, not a CHGCAR: give it a name ending in .cube")
+        raise malformed(1, "the scale factor (one number, or three)")
+    scale = np.array(scale)
+    if not np.isfinite(scale).all():
+        raise InputError(path, f"malformed header: NaN or infinite scale factor in line 2 ('{printable(line(1))}')")
+    rows = []
+    for k in (2, 3, 4):
+        row = _leading_floats(line(k))
+        if len(row) < 3:
+            raise malformed(k, "a lattice vector (three numbers)")
+        rows.append(row[:3])
+    cell = np.array(rows)
+    if not np.isfinite(cell).all():
+        raise InputError(path, "malformed header: NaN or infinite number in the lattice vectors (lines 3-5)")
+    det = np.linalg.det(cell)
+    lengths = np.linalg.norm(cell, axis=1)
+    if lengths.min() == 0 or abs(det) < 1e-8 * lengths.prod():
+        raise InputError(path, "the lattice vectors in lines 3-5 span no volume")
+    if len(scale) == 1:
+        if scale[0] == 0:
+            raise InputError(path, "malformed header: the scale factor in line 2 is 0")
+        # a negative scale factor is the cell volume
+        factors = np.full(3, scale[0] if scale[0] > 0 else (-scale[0] / abs(det)) ** (1 / 3))
+    else:
+        if (scale <= 0).any():
+            raise InputError(path, f"malformed header: three scale factors must all be positive, line 2 has {scale.tolist()}")
+        factors = scale  # VASP 6: scale the x, y and z components
+    cell = cell * factors[None, :]
+    volume = abs(np.linalg.det(cell))
+    if not (np.isfinite(volume) and volume > 1e-6):
+        raise InputError(path, f"malformed header: lines 2-5 give a cell volume of {volume:.3g} A^3")
 
     i = 5
-    tokens = lines[i].split() if len(lines) > i else []
+    tokens = line(i).split()
+    if not tokens:
+        raise malformed(i, "the species names (VASP 5) or the atom counts (VASP 4)")
     if _is_int_line(tokens):  # VASP 4: no species line
-        species = list(elements) if elements else None
+        species, origin = (list(elements), "--elements") if elements else (None, None)
         if species is None:
             species, found = _species_from_poscar_beside(path)
+            origin = f"the species line of {found}"
         if species is None:
             raise InputError(
                 path,
@@ -114,82 +250,147 @@ def _parse_header(lines, path: Path, elements=None):
                 "(e.g. --elements Si O) or put the POSCAR next to it",
             )
     else:
-        species = [_element(t) for t in tokens]
-        i += 1
-        tokens = lines[i].split() if len(lines) > i else []
+        species, origin = [_element(t) for t in tokens], "the species line (line 6)"
         if elements:
-            species = list(elements)
+            species, origin = list(elements), "--elements"
+        i += 1
+        tokens = line(i).split()
+    if not _is_int_line(tokens):
+        raise malformed(i, "the atom counts")
     bad = [s for s in species if s not in chemical_symbols[1:]]
     if bad:
-        raise InputError(path, f"unknown element(s) {bad} in the species line")
-    if not _is_int_line(tokens):
-        raise InputError(path, f"line {i + 1} should hold the atom counts, found '{lines[i].strip()}'")
+        raise InputError(path, f"unknown element(s) {bad} in {origin}")
     counts = [int(t) for t in tokens]
     if len(counts) != len(species):
-        raise InputError(path, f"{len(species)} species {species} but {len(counts)} atom counts")
+        raise InputError(path, f"{len(species)} species {species} from {origin} but {len(counts)} atom counts in line {i + 1}")
     if any(c < 0 for c in counts) or sum(counts) == 0:
-        raise InputError(path, f"invalid atom counts {counts}")
+        raise InputError(path, f"invalid atom counts {counts} in line {i + 1}")
+    count_line = i + 1
     i += 1
-    if lines[i].strip()[:1] in "sS":
+    mode = line(i).strip()
+    if mode[:1] in ("s", "S"):  # Selective dynamics
         i += 1
-    cartesian = lines[i].strip()[:1] in "cCkK"
+        mode = line(i).strip()
+    if not mode[:1].isalpha():
+        raise malformed(i, "'Direct' or 'Cartesian'")
+    cartesian = mode[:1] in "cCkK"
     i += 1
     nat = sum(counts)
-    try:
-        pos = np.array([[float(x) for x in lines[i + k].split()[:3]] for k in range(nat)])
-        if pos.shape != (nat, 3):
-            raise ValueError("each position needs three numbers")
-    except (ValueError, IndexError) as exc:
-        raise InputError(path, f"malformed atom positions after line {i} ({exc})") from None
-    if not np.all(np.isfinite(pos)):
-        raise InputError(path, "non-finite atom positions")
+    if i + nat > len(lines):
+        raise InputError(path, f"truncated: the header declares {nat} atoms but the file ends after {len(lines) - i} position lines")
+    pos = []
+    for k in range(i, i + nat):
+        row = _leading_floats(lines[k])
+        if len(row) < 3:
+            raise malformed(k, f"the position of atom {k - i + 1} of {nat} (atom counts in line {count_line})")
+        pos.append(row[:3])
+    pos = np.array(pos)
+    if not np.isfinite(pos).all():
+        k = i + int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
+        raise InputError(path, f"line {k + 1}: NaN or infinite atom position")
     symbols = [s for s, c in zip(species, counts) for _ in range(c)]
     if cartesian:
-        atoms = Atoms(symbols, positions=pos * scale, cell=cell, pbc=True)
+        atoms = Atoms(symbols, positions=pos * factors[None, :], cell=cell, pbc=True)
     else:
         atoms = Atoms(symbols, scaled_positions=pos, cell=cell, pbc=True)
+    if not np.isfinite(atoms.positions).all():
+        raise InputError(path, "malformed header: atom positions out of range")
     return atoms, title, i + nat
 
 
+def read_poscar(path, elements=None) -> Atoms:
+    """Atoms from a VASP 4/5 POSCAR or CONTCAR (the header of a CHGCAR), species overridable."""
+    path = Path(path)
+    return _parse_header(read_text(path).splitlines(), path, elements)[0]
+
+
+# ---- data blocks --------------------------------------------------------------------------------
 def _next_nonblank(lines, i):
     while i < len(lines) and not lines[i].strip():
         i += 1
     return i
 
 
-def _read_values(lines, start, n, path, block_no):
-    """n floats starting at line `start`; returns (values, first line after them)."""
+def _read_block(lines, start, n, grid_tokens, path, block_no):
+    """The n values of a data block starting at line `start`; returns (values, line after them)."""
     if start >= len(lines):
-        raise InputError(path, f"truncated: data block {block_no + 1} is missing")
+        raise InputError(path, f"truncated: the file ends after the grid line of data block {block_no}")
+    # fast path: every line holds as many values as the first one
     per_line = len(lines[start].split())
-    if per_line == 0:
-        raise InputError(path, f"line {start + 1}: expected data values")
-    nlines = -(-n // per_line)
-    chunk = lines[start : start + nlines]
-    try:
-        values = np.array(" ".join(chunk).split(), dtype=np.float64)
-    except ValueError:
-        bad = next(t for t in " ".join(chunk).split() if not _float_ok(t))
-        raise InputError(path, f"non-numeric value '{bad}' in data block {block_no + 1}") from None
-    if values.size != n:
-        if start + nlines > len(lines) or values.size < n:
+    if per_line:
+        nlines = -(-n // per_line)
+        end = start + nlines
+        if end <= len(lines) and len(lines[end - 1].split()) == n - per_line * (nlines - 1):
+            try:
+                values = np.array(" ".join(lines[start:end]).split(), dtype=np.float64)
+            except ValueError:
+                values = None
+            if values is not None and values.size == n and np.isfinite(values).all():
+                return values, end
+    # careful path: other line lengths, or a precise diagnosis
+    what = f"data block {block_no}"
+    count, j, stop = 0, start, None
+    while count < n and j < len(lines):
+        if _AUG.match(lines[j]) or lines[j].split() == grid_tokens:
+            stop = j
+            break
+        count += len(lines[j].split())
+        j += 1
+    values = parse_floats(lines[start:j], path, what, start)  # non-numeric and NaN first: more precise
+    hold = f"{what} should hold {n} values (NX*NY*NZ = {'x'.join(grid_tokens)})"
+    if count < n:
+        where = f"line {stop + 1} ('{printable(lines[stop])}')" if stop is not None else "the end of the file"
+        raise InputError(path, f"truncated or malformed: {hold}, found {count} before {where}")
+    if count > n:
+        raise InputError(path, f"line {j}: {hold} but runs past them within this line: the grid line does not match the data, or values were added")
+    return values, j
+
+
+def _check_trailer(lines, a, b, natoms, grid_tokens, path, block_no, more):
+    """Lines a..b after data block `block_no`: augmentation occupancies (one section per atom with
+    the number of values its header declares), then, when a block follows, one moment per atom
+    (three non-collinear). Anything else means lines were lost or added, or a wrong grid line."""
+    heads = [j for j in range(a, b) if _AUG.match(lines[j])]
+    sections = []
+    for j in heads:
+        m = _AUG_HEADER.fullmatch(lines[j].strip())
+        if m is None:
+            raise InputError(path, f"line {j + 1}: malformed augmentation header '{printable(lines[j])}'")
+        sections.append([j, int(m.group(2)), 0])
+    # the values before the first header, then those of each section
+    regions = [(a, heads[0] if heads else b)] + [(h + 1, e) for h, e in zip(heads, heads[1:] + [b])]
+    counts = []
+    for s, e in regions:
+        for j in range(s, e):
+            toks = lines[j].split()
+            if len(toks) == 3 and _is_int_line(toks):
+                raise InputError(path, f"line {j + 1}: grid line '{printable(lines[j])}' differs from the first one ('{' '.join(grid_tokens)}')")
+        counts.append(parse_floats(lines[s:e], path, f"the lines after data block {block_no}", s).size)
+    loose = counts[0]
+    for sec, found in zip(sections, counts[1:]):
+        sec[2] = found
+    if sections:
+        if loose:
             raise InputError(
-                path,
-                f"truncated or malformed: data block {block_no + 1} should hold {n} values "
-                f"(the grid line's product), found {values.size}",
+                path, f"line {a + 1}: {loose} values between data block {block_no} and its augmentation occupancies: "
+                "lines added, or a grid line that does not match the data",
             )
-        raise InputError(path, f"data block {block_no + 1} holds {values.size} values, expected {n}")
-    if not np.all(np.isfinite(values)):
-        raise InputError(path, f"NaN or infinite values in data block {block_no + 1}")
-    return values, start + nlines
-
-
-def _float_ok(tok):
-    try:
-        float(tok)
-        return True
-    except ValueError:
-        return False
+        if len(sections) != natoms:
+            raise InputError(
+                path, f"augmentation occupancies after data block {block_no} cover {len(sections)} atoms, the header has {natoms}: truncated or lines lost",
+            )
+        for k, (j, declared, found) in enumerate(sections):
+            if found < declared or (found > declared and k < len(sections) - 1):
+                raise InputError(path, f"line {j + 1}: augmentation occupancies of atom {k + 1} should hold {declared} values, found {found}: truncated, or lines lost or added")
+        extra = sections[-1][2] - sections[-1][1]
+    else:
+        extra = loose
+    if extra and not (more and extra in (natoms, 3 * natoms)):
+        where = f"between data blocks {block_no} and {block_no + 1}" if more else f"after the last data block ({block_no})"
+        raise InputError(
+            path, f"{extra} values {where} belong to no block: lines added, a grid line that does not match the data, "
+            "or a truncated next block",
+        )
 
 
 def read_chgcar(path, elements=None) -> VolumetricData:
@@ -200,26 +401,31 @@ def read_chgcar(path, elements=None) -> VolumetricData:
     path = Path(path)
     text = read_text(path)
     lines = text.splitlines()
+    check_last_number(text, lines, path)
     atoms, title, i = _parse_header(lines, path, elements)
     i = _next_nonblank(lines, i)
     if i >= len(lines):
-        raise InputError(path, "truncated: no grid line after the atom positions (a POSCAR?)")
+        raise InputError(path, "has no grid line after the atom positions: a POSCAR rather than a CHGCAR, or truncated")
     grid_tokens = lines[i].split()
     if len(grid_tokens) != 3 or not _is_int_line(grid_tokens):
-        raise InputError(path, f"line {i + 1} should hold the grid size NX NY NZ, found '{lines[i].strip()}'")
+        raise InputError(path, f"malformed: line {i + 1} should hold the grid size NX NY NZ, found '{printable(lines[i])}'")
     shape = tuple(int(t) for t in grid_tokens)
     if min(shape) <= 0:
-        raise InputError(path, f"invalid grid size {shape}")
-    n = int(np.prod(shape))
+        raise InputError(path, f"invalid grid size {shape} in line {i + 1}")
+    n = math.prod(shape)
     volume = abs(np.linalg.det(atoms.cell[:]))
     blocks, trailers = [], []
     while True:
-        values, i = _read_values(lines, i + 1, n, path, len(blocks))
-        blocks.append(values.reshape(shape, order="F") / volume)
-        j = i
+        values, end = _read_block(lines, i + 1, n, grid_tokens, path, len(blocks) + 1)
+        block = values.reshape(shape, order="F") / volume
+        if not np.isfinite(block).all():
+            raise InputError(path, f"data block {len(blocks) + 1} overflows: values too large for the cell volume {volume:.3g} A^3")
+        blocks.append(block)
+        j = end
         while j < len(lines) and lines[j].split() != grid_tokens:
             j += 1
-        trailers.append("".join(line + "\n" for line in lines[i:j]))
+        _check_trailer(lines, end, j, len(atoms), grid_tokens, path, len(blocks), more=j < len(lines))
+        trailers.append("".join(line + "\n" for line in lines[end:j]))
         if j >= len(lines):
             break
         i = j
@@ -228,6 +434,7 @@ def read_chgcar(path, elements=None) -> VolumetricData:
     return VolumetricData(atoms=atoms, blocks=blocks, trailers=trailers, title=title, source=str(path))
 
 
+# ---- writing ------------------------------------------------------------------------------------
 def _species_runs(symbols):
     runs = []
     for s in symbols:
@@ -242,7 +449,7 @@ def format_poscar(atoms: Atoms, title: str = "") -> str:
     """VASP 5 POSCAR text (direct coordinates), species in runs of the atoms' own order."""
     runs = _species_runs(atoms.get_chemical_symbols())
     out = io.StringIO()
-    out.write((title or atoms.get_chemical_formula()).replace("\n", " ") + "\n")
+    out.write((title or atoms.get_chemical_formula()).replace("\n", " ").replace("\r", " ") + "\n")
     out.write("   1.00000000000000\n")
     for vec in atoms.cell[:]:
         out.write("  " + " ".join(f"{x:21.16f}" for x in vec) + "\n")
@@ -270,28 +477,32 @@ def write_chgcar(path, atoms: Atoms, blocks, trailers=None, title: str = "") -> 
     """Write a VASP 5 CHGCAR: `blocks` are e/A^3 arrays (total first), stored as rho*V.
 
     `trailers` (e.g. augmentation occupancies from `read_chgcar`) are written verbatim after the
-    block they belong to. A name ending in .gz is gzip-compressed. The file appears only when
-    complete.
+    block they belong to; missing ones are empty. A name ending in .gz, .bz2 or .xz is compressed.
+    The file appears only when complete.
     """
-    if isinstance(blocks, np.ndarray):
+    if isinstance(blocks, np.ndarray) and blocks.ndim == 3:
         blocks = [blocks]
-    trailers = list(trailers) if trailers else [""] * len(blocks)
-    volume = abs(np.linalg.det(atoms.cell[:]))
+    blocks = [np.asarray(b, dtype=np.float64) for b in blocks]
+    if len(blocks) not in BLOCK_NAMES:
+        raise ValueError(f"a CHGCAR holds 1, 2 or 4 blocks, got {len(blocks)}")
     shape = blocks[0].shape
+    if len(shape) != 3 or any(b.shape != shape for b in blocks):
+        raise ValueError(f"blocks must be 3-d arrays of one shape, got {[b.shape for b in blocks]}")
+    trailers = list(trailers or [])
+    if len(trailers) > len(blocks):
+        raise ValueError(f"{len(trailers)} trailers for {len(blocks)} blocks")
+    trailers += [""] * (len(blocks) - len(trailers))
+    if not all(np.isfinite(b).all() for b in blocks):
+        raise InputError(path, "not written: the density holds NaN or infinite values")
+    volume = abs(np.linalg.det(atoms.cell[:]))
+    if volume == 0:
+        raise ValueError("the atoms have no cell volume")
     parts = [format_poscar(atoms, title), "\n"]
     for block, trailer in zip(blocks, trailers):
         parts.append(" {:4d} {:4d} {:4d}\n".format(*shape))
-        parts.append(format_values(np.asarray(block) * volume))
-        parts.append(trailer)
-    text = "".join(parts)
-    if str(path).endswith(".gz"):
-        import gzip
-
-        with atomic_write(path, "wb") as fh:
-            fh.write(gzip.compress(text.encode(), compresslevel=6))
-    else:
-        with atomic_write(path) as fh:
-            fh.write(text)
+        parts.append(format_values(block * volume))
+        parts.append(trailer if not trailer or trailer.endswith("\n") else trailer + "\n")
+    write_text(path, "".join(parts))
 
 
 def write_volumetric(path, data: VolumetricData) -> None:
