@@ -4,7 +4,8 @@ For each data set (GPAW in examples/silicon/dft, and optionally Quantum ESPRESSO
 examples/silicon/make_data_qe.py) this does what a new user does with a hand-written input.json:
 
     dp-charge convert TRAIN/CHGCAR.gz -o data --seed 1
-    dp train input.json          # se_e2_a sel [40, 0], fitting {"type": "charge"}, no loss, 3000 steps
+    dp train input.json          # se_e2_a sel [40, 0], fitting {"type": "charge"}, no loss, 3000 steps,
+                                 # start_lr 0.01 (the README's; --lr to change)
     dp freeze -o model.pb
     dp-charge test model.pb TEST/CHGCAR.gz ... --json metrics.json
 
@@ -31,7 +32,7 @@ USER_INPUT = {
         "descriptor": {"type": "se_e2_a", "sel": [40, 0]},
         "fitting_net": {"type": "charge"},
     },
-    "learning_rate": {"type": "exp", "start_lr": 0.001, "stop_lr": 1e-5},
+    "learning_rate": {"type": "exp", "start_lr": 0.01, "stop_lr": 1e-5},
     "training": {"training_data": {"systems": "data"}, "numb_steps": 3000},
 }
 
@@ -67,6 +68,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qe", type=Path, default=None, help="folder with QE <name>/CHGCAR.gz (make_data_qe.py)")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--lr", type=float, default=0.01, help="start_lr (the README's input.json uses 0.01)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/si8bench"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,7 +78,9 @@ def main():
         cases.append(("qe", args.qe / "rattled_1" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")]))
     rows = []
     for name, train, tests in cases:
-        rows += run_case(name, train, tests, args.workdir, args.steps, USER_INPUT)
+        inp = json.loads(json.dumps(USER_INPUT))
+        inp["learning_rate"]["start_lr"] = args.lr
+        rows += run_case(name, train, tests, args.workdir, args.steps, inp)
     print(f"\n| DFT code | test structure | NMAE | MAE (e/A^3) | electrons (pred - DFT)/DFT | training time (s) |")
     print("|---|---|---|---|---|---|")
     for code, test, nmae, mae, rel, t in rows:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deepmd_charge.errors import InputError
+from deepmd_charge.io.files import check_writable
 
 
 def _add_threads(p):
@@ -85,6 +86,9 @@ def cmd_convert(args) -> int:
     from deepmd_charge.io.structure import read_volumetric
 
     register_density()
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "type.raw").exists())):
+        raise InputError(out, "exists and is not a deepmd/npy system; choose another --output")
     vols = [read_volumetric(f, elements=args.elements) for f in args.files]
     k = args.points_per_frame
     if k <= 0:
@@ -105,16 +109,19 @@ def cmd_convert(args) -> int:
             f"{vol.source}: {vol.atoms.get_chemical_formula()}, grid {'x'.join(map(str, vol.shape))}, "
             f"{vol.electrons():.4f} electrons, {args.channel} -> {frames} frames x {k} points"
         )
-    out = Path(args.output)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "type.raw").exists())):
-        raise InputError(out, "exists and is not a deepmd/npy system; choose another --output")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise InputError(out, f"cannot write ({exc.strerror or exc})") from None
     try:
         written = write_system(systems, tmp, set_size=frames)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(out, f"cannot write ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -138,7 +145,7 @@ def cmd_predict(args) -> int:
     comm = mpi_comm()
     rank = comm.Get_rank() if comm else 0
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
-    _check_output(args.output)  # before any work: a late failure would also strand MPI ranks
+    check_writable(args.output)  # before any work: a late failure would also strand MPI ranks
     atoms = read_structure(args.structure, elements=args.elements)
     dc = _load_model(args.model, args.threads)
     dc.check_structure(atoms, args.structure)
@@ -175,17 +182,6 @@ def cmd_predict(args) -> int:
         print(f"normalized to {args.normalize} electrons (factor {args.normalize / count:.6f})")
     print(f"wrote {args.output}")
     return 0
-
-
-def _check_output(path) -> None:
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputError(path, "is a directory, expected an output file name")
-    if not folder.is_dir():
-        raise InputError(path, f"cannot write: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(path, f"cannot write: folder {folder} is not writable")
 
 
 def _write_prediction(args, fmt, atoms, shape, slabs, trailer) -> float:
@@ -225,6 +221,9 @@ def cmd_test(args) -> int:
     from deepmd_charge.evaluate import evaluate_system, evaluate_volumetric, is_npy_system
     from deepmd_charge.metrics import score
 
+    for path in (args.json, args.plot, args.slice):
+        if path:
+            check_writable(path)
     dc = _load_model(args.model, args.threads)
     results = []
     for item in args.data:

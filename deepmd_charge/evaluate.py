@@ -21,6 +21,7 @@ def is_npy_system(path) -> bool:
 def evaluate_volumetric(dc, path, elements=None, progress=False) -> dict:
     """Predict the whole grid of a CHGCAR/cube file; metrics and electron counts."""
     vol = read_volumetric(path, elements=elements)
+    dc.check_structure(vol.atoms, path)
     pred = dc.predict(vol.atoms, grid=vol.shape, progress=progress)
     volume = vol.atoms.get_volume()
     result = score(pred, vol.total)

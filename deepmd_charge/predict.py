@@ -99,7 +99,7 @@ class DeepCharge:
         """The grid asked for: `grid` if given, else spacing-based (default 0.1 A)."""
         if grid is not None:
             return check_shape(grid)
-        return shape_from_spacing(np.asarray(atoms.cell[:]), spacing or DEFAULT_SPACING)
+        return shape_from_spacing(np.asarray(atoms.cell[:]), DEFAULT_SPACING if spacing is None else spacing)
 
     def predict(self, atoms: Atoms, grid=None, spacing: float | None = None, progress: bool = False) -> np.ndarray:
         """Density (e/A^3) on the periodic grid `grid` = (nx, ny, nz) of the atoms' cell.

@@ -297,7 +297,6 @@ def test_cli_convert_one_good_one_bad_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.xfail(reason="cli.py convert: out.parent.mkdir/mkdtemp raise OSError (a traceback); fix proposed in docs/bad-input.md")
 @pytest.mark.parametrize("output", ["{tmp}/afile/data", "/proc/deepmd-charge-test/data"])
 def test_cli_convert_unwritable_output(tmp_path, capsys, output):
     (tmp_path / "afile").write_text("x")

@@ -1,0 +1,177 @@
+"""Prediction speed: grid sizes, system sizes, float64/float32, stock DeePMD-kit, FLOP ceiling.
+
+    python benchmarks/predict_speed.py [--workdir /tmp/speedbench] [--quick]
+
+1. trains tiny models (100 steps: speed does not depend on training) on the shipped Si8 data with
+   the issue's reference size, se_e2_a 16-32-64 / axis 8, rcut 5, fitting 64x3, radial sums
+   [16, 32], in float64 and float32;
+2. measures a fp32 matmul (TensorFlow, 2048^2) for the machine's FLOP ceiling;
+3. for each case runs `dp-charge predict` in a fresh process (wall time, points/s, peak RSS);
+4. runs stock DeePMD-kit (DeepDOS.eval, all grid points as atoms of one frame) on 2,000 and
+   20,000 points of the Si64 cell for the speed-up;
+and prints a markdown table. FLOP/point counts the multiply-adds of the networks per grid point
+(embedding nets over the sel slots, descriptor products, radial net, fitting net) x 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DFT = ROOT / "examples" / "silicon" / "dft"
+
+MODEL_INPUT = {
+    "model": {
+        "type_map": ["Si", "X"],
+        "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": 1},
+        "fitting_net": {"type": "charge", "neuron": [64, 64, 64], "radial_neuron": [16, 32], "seed": 1},
+    },
+    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-4},
+    "training": {"training_data": {"systems": "data"}, "numb_steps": 100, "disp_freq": 100, "save_freq": 100},
+}
+
+
+def sh(cmd, cwd=None, env=None):
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def make_models(work: Path) -> dict:
+    models = {}
+    for prec in ("float64", "float32"):
+        d = work / prec
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "model.pb").exists():
+            sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--points", "20000", "--seed", "0"], d)
+            inp = json.loads(json.dumps(MODEL_INPUT))
+            inp["model"]["descriptor"]["precision"] = prec
+            inp["model"]["fitting_net"]["precision"] = prec
+            (d / "input.json").write_text(json.dumps(inp))
+            sh(["dp", "--tf", "train", "input.json"], d)
+            sh(["dp", "--tf", "freeze", "-o", "model.pb"], d)
+        models[prec] = d / "model.pb"
+    return models
+
+
+def flops_per_point(script: dict) -> float:
+    desc = script["model"]["descriptor"]
+    fit = script["model"]["fitting_net"]
+    nnei = sum(desc["sel"])
+    emb = [1] + list(desc["neuron"])
+    m1, m2 = emb[-1], desc["axis_neuron"]
+    macs = nnei * sum(a * b for a, b in zip(emb[:-1], emb[1:]))  # embedding net per neighbour slot
+    macs += 4 * nnei * m1 + 4 * m1 * m2  # T = R^T G, D = T^T T<
+    radial = [1] + list(fit.get("radial_neuron") or [])
+    macs += nnei * sum(a * b for a, b in zip(radial[:-1], radial[1:])) + nnei * radial[-1]
+    layers = [m1 * m2 + radial[-1]] + list(fit["neuron"]) + [1]
+    macs += sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    return 2.0 * macs
+
+
+def matmul_gflops(threads: int) -> float:
+    code = (
+        "import time, tensorflow as tf\n"
+        f"tf.config.threading.set_intra_op_parallelism_threads({threads})\n"
+        "a = tf.random.normal((2048, 2048)); b = tf.random.normal((2048, 2048))\n"
+        "c = tf.matmul(a, b); _ = c.numpy()\n"
+        "t = time.perf_counter(); n = 10\n"
+        "for _ in range(n): c = tf.matmul(a, b)\n"
+        "_ = c.numpy(); dt = time.perf_counter() - t\n"
+        "print(2 * 2048**3 * n / dt / 1e9)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return float(sh([sys.executable, "-c", code], env=env).strip().splitlines()[-1])
+
+
+def predict_case(model: Path, atoms_file: Path, grid, threads: int, out: Path) -> dict:
+    """One `dp-charge predict` in a fresh process: wall time and peak RSS of that process."""
+    cmd = ["dp-charge", "predict", str(model), str(atoms_file), "-o", str(out), "--grid", *map(str, grid), "--quiet", "--threads", str(threads)]
+    code = (
+        "import resource, subprocess, sys, time\n"
+        f"t = time.perf_counter(); p = subprocess.run({cmd!r}, capture_output=True, text=True); dt = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(p.returncode, dt, rss); print(p.stdout); print(p.stderr[-2000:], file=sys.stderr)\n"
+    )
+    text = sh([sys.executable, "-c", code])
+    rc, wall, rss = text.splitlines()[0].split()
+    if int(rc):
+        sys.exit(text)
+    inner = next(line for line in text.splitlines() if line.startswith("grid "))
+    seconds = float(inner.split(" in ")[1].split(" s")[0])
+    npts = int(np.prod(grid))
+    return {"points": npts, "predict_s": seconds, "wall_s": float(wall), "points_per_s": npts / seconds, "peak_rss_mb": float(rss)}
+
+
+def stock_speed(model: Path, atoms, npoints: int, threads: int) -> float:
+    """DeePMD-kit's own DeepDOS.eval with every grid point an atom of one frame: points/s."""
+    os.environ["DP_INTRA_OP_PARALLELISM_THREADS"] = str(threads)
+    from deepmd.tf.infer import DeepDOS
+
+    dd = DeepDOS(str(model))
+    pts = np.random.default_rng(0).random((npoints, 3)) @ atoms.cell[:]
+    coords = np.concatenate([atoms.positions, pts]).reshape(1, -1)
+    types = [0] * len(atoms) + [1] * npoints
+    dd.eval(coords[:, : 3 * (len(atoms) + 10)], atoms.cell[:].reshape(1, 9), types[: len(atoms) + 10], atomic=True)  # warm up
+    t = time.perf_counter()
+    dd.eval(coords, atoms.cell[:].reshape(1, 9), types, atomic=True)
+    return npoints / (time.perf_counter() - t)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/speedbench"))
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="skip the 10^4-atom and 128^3 cases")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    from ase.build import bulk
+    from ase.io import write
+
+    models = make_models(args.workdir)
+    script = json.loads((args.workdir / "float64" / "input.json").read_text())
+    fpp = flops_per_point(script)
+    gflops = matmul_gflops(args.threads)
+    unit = bulk("Si", "diamond", a=5.43, cubic=True)
+    systems = {64: (2, 2, 2), 512: (4, 4, 4), 4096: (8, 8, 8), 10648: (11, 11, 11)}
+    if args.quick:
+        systems.pop(10648)
+    rows = []
+    si64 = unit.repeat((2, 2, 2))
+    for n in (32, 64, 96, 128) if not args.quick else (32, 64, 96):
+        for prec, model in models.items():
+            path = args.workdir / "Si64.vasp"
+            write(path, si64, format="vasp", direct=True)
+            r = predict_case(model, path, (n, n, n), args.threads, args.workdir / "out")
+            rows.append({"system": "Si64", "atoms": 64, "grid": f"{n}^3", "precision": prec, **r})
+    for natoms, rep in systems.items():
+        atoms = unit.repeat(rep)
+        path = args.workdir / f"Si{natoms}.vasp"
+        write(path, atoms, format="vasp", direct=True)
+        r = predict_case(models["float64"], path, (100, 100, 100), args.threads, args.workdir / "out")
+        rows.append({"system": f"Si{natoms}", "atoms": natoms, "grid": "100^3", "precision": "float64", **r})
+    stock = {k: stock_speed(models["float64"], si64, k, args.threads) for k in (2000, 20000)}
+    print(f"\nmachine: {os.cpu_count()} cores, {args.threads} threads; fp32 matmul {gflops:.1f} GFLOP/s; model {fpp / 1e6:.3f} MFLOP/point")
+    print(f"stock DeePMD-kit DeepDOS.eval, Si64 + N ghosts in one frame: " + ", ".join(f"N={k}: {v:,.0f} points/s" for k, v in stock.items()))
+    best_stock = max(stock.values())
+    print("\n| system | atoms | grid | precision | points/s | peak RSS (MB) | fraction of fp32 matmul ceiling | speed-up over stock (best batch) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        frac = r["points_per_s"] * fpp / (gflops * 1e9)
+        print(f"| {r['system']} | {r['atoms']} | {r['grid']} | {r['precision']} | {r['points_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | {100 * frac:.1f}% | {r['points_per_s'] / best_stock:.1f}x |")
+    (args.workdir / "results.json").write_text(json.dumps({"rows": rows, "stock": stock, "gflops": gflops, "flops_per_point": fpp}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Which choices matter for a short one-structure training run (Si8, GPAW or QE densities).
+
+Each variant is the acceptance run of si8_one_structure.py (train on ONE rattled structure, 3000
+steps, test on unseen ones) with one change; variants run in parallel jobs of one thread each.
+
+    python benchmarks/si8_levers.py [--jobs 2] [--workdir /tmp/si8levers] [--qe /tmp/qe_si8]
+
+Prints a markdown table: variant, NMAE and electron error on each test structure, training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from si8_one_structure import ROOT, USER_INPUT  # noqa: E402
+
+
+def variant(name, radial=None, loss=None, lr=1e-3, sampling="uniform", descriptor=None):
+    inp = copy.deepcopy(USER_INPUT)
+    inp["learning_rate"]["start_lr"] = lr
+    inp["training"]["seed"] = 1
+    inp["model"]["descriptor"]["seed"] = 1
+    inp["model"]["fitting_net"]["seed"] = 1
+    if radial is not None:
+        inp["model"]["fitting_net"]["radial_neuron"] = radial
+    if loss is not None:
+        inp["loss"] = {"type": "charge", "loss_func": loss}
+    if descriptor:
+        inp["model"]["descriptor"].update(descriptor)
+    return name, inp, sampling
+
+
+VARIANTS = [
+    variant("paper-like: no radial sums, MSE loss, lr 1e-3", radial=[], loss="mse"),
+    variant("+ radial sums (radial_neuron [16, 32]), MSE, lr 1e-3", loss="mse"),
+    variant("defaults (radial sums, MAE loss), lr 1e-3"),
+    variant("defaults, lr 3e-3", lr=3e-3),
+    variant("defaults, lr 1e-2", lr=1e-2),
+    variant("defaults, lr 2e-2", lr=2e-2),
+    variant("defaults, lr 1e-2, weighted sampling", lr=1e-2, sampling="weighted"),
+    variant("defaults, lr 1e-2, descriptor 25-50-100 / axis 16", lr=1e-2, descriptor={"neuron": [25, 50, 100], "axis_neuron": 16}),
+]
+
+
+def run(name, inp, sampling, train, tests, work: Path, threads: int):
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), DP_INTRA_OP_PARALLELISM_THREADS=str(threads),
+               DP_INTER_OP_PARALLELISM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+
+    def sh(cmd):
+        p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        if p.returncode:
+            raise RuntimeError(f"{name}: {' '.join(cmd)} failed\n{p.stderr[-2000:]}")
+
+    sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1", "--sampling", sampling])
+    (work / "input.json").write_text(json.dumps(inp, indent=2))
+    t = time.perf_counter()
+    sh(["dp", "--tf", "train", "input.json"])
+    seconds = time.perf_counter() - t
+    sh(["dp", "--tf", "freeze", "-o", "model.pb"])
+    sh(["dp-charge", "test", "model.pb", *map(str, tests), "--json", "metrics.json", "--quiet", "--threads", str(threads)])
+    return name, json.loads((work / "metrics.json").read_text()), seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/si8levers"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--qe", type=Path, default=None, help="also run on QE data (make_data_qe.py output)")
+    args = parser.parse_args()
+    dft = ROOT / "examples" / "silicon" / "dft"
+    sets = [("GPAW", dft / "rattled_a" / "CHGCAR.gz", [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")])]
+    if args.qe:
+        sets.append(("QE", args.qe / "rattled_1" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")]))
+    jobs = [(code, v, train, tests) for code, train, tests in sets for v in VARIANTS]
+    threads = max(1, (os.cpu_count() or 2) // args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run, *v, train, tests, args.workdir / f"{code}_{i}", threads) for i, (code, v, train, tests) in enumerate(jobs)]
+        results = [(jobs[i][0], *f.result()) for i, f in enumerate(futures)]
+    for code, _, tests in sets:
+        names = [Path(t).parent.name for t in tests]
+        print(f"\n{code} densities, trained on {Path(sets[0][1]).parent.name if code == 'GPAW' else 'rattled_1'} (3000 steps, {threads} thread(s) per job)\n")
+        print("| variant | " + " | ".join(f"NMAE {n}" for n in names) + " | electrons " + names[0] + " | training (s) |")
+        print("|---|" + "---|" * len(names) + "---|---|")
+        for c, name, m, sec in results:
+            if c != code:
+                continue
+            first = m["inputs"][0]
+            rel = (first["electrons_pred"] - first["electrons_ref"]) / first["electrons_ref"]
+            cells = " | ".join(f"{100 * i['nmae']:.2f}%" for i in m["inputs"])
+            print(f"| {name} | {cells} | {100 * rel:+.3f}% | {sec:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
