@@ -47,7 +47,8 @@ VARIANTS = [
     variant("defaults, lr 1e-2", lr=1e-2),
     variant("defaults, lr 2e-2", lr=2e-2),
     variant("defaults, lr 1e-2, weighted sampling", lr=1e-2, sampling="weighted"),
-    variant("defaults, lr 1e-2, descriptor 25-50-100 / axis 16", lr=1e-2, descriptor={"neuron": [25, 50, 100], "axis_neuron": 16}),
+    variant("defaults, lr 1e-2, rcut 5 (all neighbours fit in sel 40)", lr=1e-2, descriptor={"rcut": 5.0}),
+    variant("defaults, lr 5e-3, rcut 5", lr=5e-3, descriptor={"rcut": 5.0}),
 ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 
 import numpy as np
 
@@ -11,18 +13,27 @@ from deepmd_charge.io.chgcar import format_poscar, format_values
 from deepmd_charge.io.files import atomic_write
 
 
+_COMPRESSORS = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6),
+    ".bz2": lambda raw: bz2.BZ2File(raw, "wb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, "wb"),
+}
+
+
 def write_chgcar_slabs(path, atoms, shape, slabs, trailer: str = "", title: str = "") -> float:
     """Write a one-block CHGCAR from `slabs` = iterable of (k0, k1, rho[:, :, k0:k1]) in order.
 
     Returns the sum of rho over all points (for the electron count). The file appears only when
-    complete; a name ending in .gz is compressed on the fly.
+    complete; a name ending in .gz, .bz2 or .xz is compressed on the fly.
     """
     volume = abs(np.linalg.det(atoms.cell[:]))
     total = 0.0
     next_k = 0
-    compress = str(path).endswith(".gz")
+    name = str(path)
+    opener = next((op for ext, op in _COMPRESSORS.items() if name.endswith(ext)), None)
+    compress = opener is not None
     with atomic_write(path, "wb" if compress else "w") as raw:
-        fh = io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6), encoding="ascii") if compress else raw
+        fh = io.TextIOWrapper(opener(raw), encoding="ascii") if compress else raw
         fh.write(format_poscar(atoms, title) + "\n")
         fh.write(" {:4d} {:4d} {:4d}\n".format(*shape))
         carry = np.zeros(0)
@@ -41,5 +52,5 @@ def write_chgcar_slabs(path, atoms, shape, slabs, trailer: str = "", title: str 
             fh.write(format_values(carry))
         fh.write(trailer)
         if compress:
-            fh.close()  # flushes the gzip stream into `raw`; atomic_write then renames it
+            fh.close()  # flushes the compressed stream into `raw`; atomic_write then renames it
     return total

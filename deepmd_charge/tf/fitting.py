@@ -106,6 +106,7 @@ class ChargeFitting(DOSFitting):
             raise ValueError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix); set it to []")
         self.rho_mean = 0.0
         self.rho_std = 1.0
+        self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
         self.label = DEFAULT_LABEL
 
     # ---- loss and statistics -------------------------------------------------------------
@@ -189,11 +190,12 @@ class ChargeFitting(DOSFitting):
             if self.radial_neuron:
                 # linear path from the radial sums: sum_j f(r_j), a superposition of atomic densities
                 with tf.variable_scope("charge_radial" + suffix, reuse=reuse):
+                    init = self.radial_variables and self.radial_variables.get(f"charge_radial{suffix}/linear")
                     w = tf.get_variable(
                         "linear",
                         [self.radial_neuron[-1], 1],
                         dtype=radial.dtype,
-                        initializer=tf.zeros_initializer(),
+                        initializer=tf.zeros_initializer() if init is None else tf.constant_initializer(init),
                         trainable=True,
                     )
                 lin = tf.reshape(tf.matmul(tf.reshape(radial, [-1, self.radial_neuron[-1]]), w), [-1, 1])
@@ -232,12 +234,20 @@ class ChargeFitting(DOSFitting):
                 resnet_dt=False,
                 seed=self.seed,
                 uniform_seed=self.uniform_seed,
+                initial_variables=self.radial_variables,
             )
         g = tf.reshape(tf.cast(g, s_raw.dtype), [nframes, -1, nnei, self.radial_neuron[-1]])
         return tf.reduce_sum(g * s_raw[..., None], axis=2) / nnei
 
     def init_variables(self, graph, graph_def, suffix: str = "") -> None:
+        """Take every fitting variable, radial net included, from a frozen model."""
         super().init_variables(graph, graph_def, suffix=suffix)
+        prefix = f"charge_radial{suffix}/"
+        self.radial_variables = {
+            node.name: tf.make_ndarray(node.attr["value"].tensor)
+            for node in graph_def.node
+            if node.op == "Const" and node.name.startswith(prefix) and node.name[len(prefix) :].split("_")[0] in ("matrix", "bias", "linear")
+        } or None
         try:
             self.rho_mean = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_mean"))
             self.rho_std = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_std"))
