@@ -80,3 +80,22 @@ def test_user_mistakes_give_one_line_and_exit_2(trained, tmp_path, args, message
 def test_dp_doc_train_input_lists_charge_arguments():
     out = run(["dp", "--tf", "doc-train-input"]).stdout
     assert "charge" in out and "huber_delta" in out and "loss_func" in out
+
+
+@pytest.mark.parametrize("flag", ["--restart", "--init-model"])
+def test_dp_train_restart_and_init_model(trained, tmp_path, flag):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(trained["dir"], work, ignore=shutil.ignore_patterns("*.pb"))
+    inp = json.loads((work / "input.json").read_text())
+    inp["training"]["numb_steps"] = 400
+    (work / "input.json").write_text(json.dumps(inp))
+    run(["dp", "--tf", "train", "input.json", flag, "model.ckpt"], cwd=work)
+    steps = list(np.loadtxt(work / "lcurve.out")[:, 0])
+    assert steps[-1] == 400
+    if flag == "--restart":  # continued from step 300, not from 0 (lcurve.out may keep the old rows)
+        after = steps[steps.index(300) + 1 :] if 300 in steps else steps
+        assert 0 not in after and min(after) > 300
+    run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=work)
+    assert (work / "model.pb").stat().st_size > 10_000

@@ -57,3 +57,25 @@ def test_ghost_type_must_be_last_with_sel_zero():
         check_ghost_setup(["Si", "X"], _Descriptor([40, 10]))
     with pytest.raises(ValueError, match="type_map with the elements followed by the ghost"):
         check_ghost_setup(["Si"], _Descriptor([40]))
+
+
+def test_neighbour_statistics_of_charge_data(tmp_path):
+    """sel "auto" counts only real neighbours (ghost sel 0); the minimum distance is ghost-atom or atom-atom."""
+    import dpdata
+    from deepmd.utils.data_system import DeepmdDataSystem
+
+    from conftest import EXAMPLE_DFT
+    from deepmd_charge.convert import CORE_RADIUS
+    from deepmd_charge.tf.neighbor_stat import update_sel_for_charge
+
+    system = dpdata.System(str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), fmt="vasp/chgcar", points_per_frame=100, n_points=2000, seed=0)
+    system.to("deepmd/npy", str(tmp_path / "data"), set_size=len(system))
+    data = DeepmdDataSystem([str(tmp_path / "data")], batch_size=1, test_size=1, rcut=5.0, type_map=["Si", "X"])
+    model = {"descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0}, "fitting_net": {"type": "charge"}}
+    out, min_dist = update_sel_for_charge(data, ["Si", "X"], model)
+    sel = out["descriptor"]["sel"]
+    assert sel[1] == 0
+    # diamond Si within 5 A of a point: about 26 atoms on average; 1.1 x the maximum, rounded up to 4
+    assert 28 <= sel[0] <= 52 and sel[0] % 4 == 0
+    assert CORE_RADIUS <= min_dist < 2.0
+    assert model["descriptor"]["sel"] == "auto"  # the caller's dict is not modified

@@ -97,3 +97,16 @@ def test_training_logged_the_charge_statistics(trained):
     assert "charge fitting: density mean" in log
     lcurve = np.loadtxt(trained["dir"] / "lcurve.out")
     assert lcurve[-1, 1] < 0.5 * lcurve[0, 1]  # rmse fell during 300 steps
+
+
+def test_dp_compress_keeps_the_density(trained, structure):
+    """dp compress rebuilds the model from its training script: the radial net must come along."""
+    from conftest import run
+
+    from deepmd_charge import DeepCharge
+
+    atoms, pts = structure
+    out = trained["dir"] / "model-compressed.pb"
+    run(["dp", "--tf", "compress", "-i", str(trained["model"]), "-o", str(out)], cwd=trained["dir"])
+    ref = DeepCharge(trained["model"]).predict_points(atoms, pts)
+    np.testing.assert_allclose(DeepCharge(out).predict_points(atoms, pts), ref, atol=1e-6)

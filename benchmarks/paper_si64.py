@@ -1,0 +1,111 @@
+"""The Deep Charge paper's own silicon data: train on one structure (or all ten), score the validation ones.
+
+Data: ../shared/data/si64-vasp-paper (VASP PBE pseudo densities of 64-atom disordered Si, the
+paper authors' npy layout: ghost type "Prob", labels in atom_ener.npy, one structure per set,
+500 frames x 200 points each). The val/ structures are never trained on.
+
+    python benchmarks/paper_si64.py one  [--minutes 25] [--workdir /tmp/paper_si64]
+    python benchmarks/paper_si64.py all  [--minutes 55]
+
+Steps are chosen from a short timing run so that training takes about --minutes on this machine;
+the learning rate decays exponentially from start_lr to 1e-5 over them. Prints a markdown table
+(per validation structure: MAE, RMSE, NMAE, max |err|, R^2) with wall time and steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "si64-vasp-paper"
+PAPER_MAE = {"one": "6.7e-4 (crystalline Si, one structure)", "all": "< 4e-3 (amorphous Si, 7 structures)"}
+
+INPUT = {
+    "model": {
+        "type_map": ["Si", "Prob"],
+        "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0, "rcut_smth": 0.5, "neuron": [25, 50, 100], "axis_neuron": 16, "seed": 1},
+        "fitting_net": {"type": "charge", "neuron": [240, 240, 240], "seed": 1},
+    },
+    "loss": {"type": "charge", "loss_func": "mae", "label": "atom_ener"},
+    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
+    "training": {"training_data": {"systems": "train", "batch_size": 1}, "numb_steps": 1000, "disp_freq": 1000, "save_freq": 1000, "seed": 1},
+}
+
+
+def link_system(src: Path, sets, dst: Path) -> None:
+    """A deepmd/npy system at dst holding only `sets` of src (symlinks, nothing copied)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("type.raw", "type_map.raw"):
+        if not (dst / name).exists():
+            (dst / name).symlink_to(src / name)
+    for s in sets:
+        if not (dst / s).exists():
+            (dst / s).symlink_to(src / s)
+
+
+def sh(cmd, cwd):
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def train(work: Path, steps: int) -> float:
+    inp = json.loads(json.dumps(INPUT))
+    inp["training"]["numb_steps"] = steps
+    inp["training"]["disp_freq"] = max(100, steps // 50)
+    inp["training"]["save_freq"] = steps
+    (work / "input.json").write_text(json.dumps(inp, indent=2))
+    for f in work.glob("model.ckpt*"):
+        f.unlink()
+    start = time.perf_counter()
+    sh(["dp", "--tf", "train", "input.json"], work)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["one", "all"], help="train on set.001 only, or on all ten training structures")
+    parser.add_argument("--minutes", type=float, default=None, help="training budget (default 25 for one, 55 for all)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/paper_si64"))
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} not found: this benchmark needs ../shared/data next to the checkout")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    minutes = args.minutes or (25 if args.which == "one" else 55)
+    work = args.workdir / args.which
+    work.mkdir(parents=True, exist_ok=True)
+    train_sets = ["set.001"] if args.which == "one" else sorted(p.name for p in (DATA / "train").glob("set.*"))
+    link_system(DATA / "train", train_sets, work / "train")
+    val_sets = sorted(p.name for p in (DATA / "val").glob("set.*"))
+    for s in val_sets:
+        link_system(DATA / "val", [s], work / "val" / s)
+
+    probe = train(work, 200)  # timing run: includes start-up and statistics
+    probe2 = train(work, 400)
+    per_step = max((probe2 - probe) / 200, 1e-3)
+    overhead = probe - 200 * per_step
+    steps = int((minutes * 60 - overhead) / per_step) // 100 * 100
+    print(f"timing: {per_step * 1000:.1f} ms/step, {overhead:.0f} s start-up -> {steps} steps for {minutes} min", flush=True)
+    seconds = train(work, steps)
+    sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
+    systems = [str(work / "val" / s) for s in val_sets]
+    sh(["dp-charge", "test", "model.pb", *systems, "--json", "metrics.json", "--plot", "parity.png", "--label", "atom_ener", "--quiet"], work)
+    m = json.loads((work / "metrics.json").read_text())
+    print(f"\nTrained on {len(train_sets)} structure(s) ({', '.join(train_sets)}): {steps} steps, {seconds / 60:.1f} min wall on {os.cpu_count()} cores")
+    print(f"paper's MAE for comparison: {PAPER_MAE[args.which]} e/A^3\n")
+    print("| validation structure | points | MAE (e/A^3) | RMSE | NMAE | max abs err | R^2 |")
+    print("|---|---|---|---|---|---|---|")
+    for item in m["inputs"] + [{"name": "all", **m["overall"]}]:
+        name = Path(item["name"]).name
+        print(f"| {name} | {item['points']} | {item['mae']:.2e} | {item['rmse']:.2e} | {100 * item['nmae']:.2f}% | {item['max_abs_err']:.3f} | {item['r2']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
