@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--like", help="copy the grid (and augmentation block) of this CHGCAR")
     p.add_argument("--format", choices=["chgcar", "cube"], default=None, help="output format (default: from the extension)")
     p.add_argument("--normalize", type=float, default=None, metavar="ELECTRONS", help="rescale the density to integrate to this electron count")
+    p.add_argument("--spin-model", default=None, help="a model of the magnetization (trained on convert --channel magnetization): writes a spin-polarised CHGCAR")
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--slab-points", type=int, default=None, help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory")
@@ -149,12 +150,18 @@ def cmd_predict(args) -> int:
     atoms = read_structure(args.structure, elements=args.elements)
     dc = _load_model(args.model, args.threads)
     dc.check_structure(atoms, args.structure)
-    trailer, shape = "", args.grid
+    models = [dc]
+    if args.spin_model:
+        if fmt == "cube":
+            raise InputError("--spin-model", "writes a spin-polarised CHGCAR; a cube file holds one density")
+        models.append(_load_model(args.spin_model, args.threads))
+        models[1].check_structure(atoms, args.structure)
+    trailers, shape = [""] * len(models), args.grid
     if args.like:
         like = read_volumetric(args.like, elements=args.elements)
         shape = like.shape
         if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
-            trailer = like.trailers[0]
+            trailers = (like.trailers + [""])[: len(models)]
         elif any(t.strip() for t in like.trailers) and rank == 0:
             print(f"note: {args.like} holds other atoms; its augmentation block is not copied")
     shape = dc.grid_shape(atoms, shape, args.spacing)
@@ -164,28 +171,32 @@ def cmd_predict(args) -> int:
     if args.slab_points is not None and args.slab_points <= 0:
         raise InputError("--slab-points", f"must be positive, got {args.slab_points}")
     if comm:
-        slabs = slabs_in_order(dc, atoms, shape, comm, progress, args.slab_points)
+        streams = [slabs_in_order(m, atoms, shape, comm, progress, args.slab_points) for m in models]
     else:
-        slabs = dc.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=progress)
+        streams = [m.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=progress) for m in models]
     if rank != 0:
-        for _ in slabs:  # compute and send this rank's share
-            pass
+        for stream in streams:  # compute and send this rank's share, block after block
+            for _ in stream:
+                pass
         return 0
     start = time.perf_counter()
-    count = _write_prediction(args, fmt, atoms, shape, slabs, trailer)
+    integrals = _write_prediction(args, fmt, atoms, shape, streams, trailers)
+    count = integrals[0]
     elapsed = time.perf_counter() - start
-    npts = int(np.prod(shape))
+    npts = int(np.prod(shape)) * len(models)
     ranks = f" on {comm.Get_size()} MPI ranks" if comm else ""
     print(f"grid {'x'.join(map(str, shape))} ({npts} points) in {elapsed:.1f} s{ranks}, {npts / elapsed:,.0f} points/s")
     print(f"electrons: {count:.6f}")
+    if len(integrals) > 1:
+        print(f"magnetization: {integrals[1]:.6f} muB")
     if args.normalize is not None:
         print(f"normalized to {args.normalize} electrons (factor {args.normalize / count:.6f})")
     print(f"wrote {args.output}")
     return 0
 
 
-def _write_prediction(args, fmt, atoms, shape, slabs, trailer) -> float:
-    """Write the predicted grid; returns the electron count before any normalisation."""
+def _write_prediction(args, fmt, atoms, shape, streams, trailers) -> list:
+    """Write the predicted grid(s); returns each block's integral (electrons, magnetisation)."""
     from deepmd_charge.io.chgcar import write_chgcar
     from deepmd_charge.io.cube import write_cube
     from deepmd_charge.io.stream import write_chgcar_slabs
@@ -193,18 +204,22 @@ def _write_prediction(args, fmt, atoms, shape, slabs, trailer) -> float:
     volume = atoms.get_volume()
     title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
     if fmt == "chgcar" and args.normalize is None:
-        return write_chgcar_slabs(args.output, atoms, shape, slabs, trailer=trailer, title=title) / np.prod(shape) * volume
-    rho = np.empty(shape)
-    for k0, k1, slab in slabs:
-        rho[:, :, k0:k1] = slab
-    count = float(rho.mean() * volume)
+        sums = write_chgcar_slabs(args.output, atoms, shape, list(zip(streams, trailers)), title=title)
+        return [s / np.prod(shape) * volume for s in sums]
+    grids = []
+    for stream in streams:
+        rho = np.empty(shape)
+        for k0, k1, slab in stream:
+            rho[:, :, k0:k1] = slab
+        grids.append(rho)
+    integrals = [float(g.mean() * volume) for g in grids]
     if args.normalize is not None:
-        rho *= args.normalize / count
+        grids[0] *= args.normalize / integrals[0]
     if fmt == "cube":
-        write_cube(args.output, atoms, rho, comment=f"deepmd-charge prediction, model {args.model}")
+        write_cube(args.output, atoms, grids[0], comment=f"deepmd-charge prediction, model {args.model}")
     else:
-        write_chgcar(args.output, atoms, [rho], trailers=[trailer], title=title)
-    return count
+        write_chgcar(args.output, atoms, grids, trailers=trailers, title=title)
+    return integrals
 
 
 def _fmt_row(name, m):

@@ -99,3 +99,16 @@ def test_dp_train_restart_and_init_model(trained, tmp_path, flag):
         assert 0 not in after and min(after) > 300
     run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=work)
     assert (work / "model.pb").stat().st_size > 10_000
+
+
+def test_spin_model_writes_two_blocks(trained, tmp_path):
+    """--spin-model adds the magnetisation block (here the same model stands in for a spin model)."""
+    model = str(trained["model"])
+    out = run(["dp-charge", "predict", model, str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"),
+               "--grid", "12", "12", "12", "--spin-model", model, "--quiet"])
+    assert "magnetization:" in out.stdout
+    vol = read_chgcar(tmp_path / "CHGCAR")
+    assert vol.block_names == ["total", "magnetization"]
+    np.testing.assert_allclose(vol.blocks[1], vol.blocks[0], rtol=1e-10)
+    moment = float(out.stdout.split("magnetization:")[1].split()[0])
+    assert moment == pytest.approx(vol.electrons(1), rel=1e-6)

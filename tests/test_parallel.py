@@ -22,15 +22,20 @@ def test_streamed_chgcar_equals_one_shot(tmp_path):
     rho = vol.total[:, :, :47]  # 48*48*47 values: not a multiple of 5 per slab
     slabs = [(k, min(k + 7, 47), rho[:, :, k : min(k + 7, 47)]) for k in range(0, 47, 7)]
     for name in ("a", "b.gz", "b.xz"):
-        total = write_chgcar_slabs(tmp_path / name, vol.atoms, rho.shape, slabs, trailer=vol.trailers[0])
-        assert total == pytest.approx(rho.sum(), rel=1e-12)
+        totals = write_chgcar_slabs(tmp_path / name, vol.atoms, rho.shape, [(slabs, vol.trailers[0])])
+        assert totals[0] == pytest.approx(rho.sum(), rel=1e-12)
     write_chgcar(tmp_path / "ref", vol.atoms, [rho], trailers=vol.trailers)
     assert (tmp_path / "a").read_text() == (tmp_path / "ref").read_text()
     for name in ("b.gz", "b.xz"):
         np.testing.assert_array_equal(read_chgcar(tmp_path / name).total, read_chgcar(tmp_path / "ref").total)
     with pytest.raises(ValueError, match="out of order"):
-        write_chgcar_slabs(tmp_path / "c", vol.atoms, rho.shape, slabs[::-1])
+        write_chgcar_slabs(tmp_path / "c", vol.atoms, rho.shape, [(slabs[::-1], "")])
     assert not (tmp_path / "c").exists()
+    # two blocks: a spin-polarised file
+    write_chgcar_slabs(tmp_path / "spin", vol.atoms, rho.shape, [(slabs, ""), (slabs, "")])
+    spin = read_chgcar(tmp_path / "spin")
+    assert spin.block_names == ["total", "magnetization"]
+    np.testing.assert_array_equal(spin.blocks[1], spin.blocks[0])
 
 
 def test_mpi_two_ranks_same_file_as_serial(trained, tmp_path):
