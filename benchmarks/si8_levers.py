@@ -27,6 +27,7 @@ from si8_one_structure import ROOT, USER_INPUT  # noqa: E402
 def variant(name, radial=None, loss=None, lr=1e-3, sampling="uniform", descriptor=None):
     inp = copy.deepcopy(USER_INPUT)
     inp["learning_rate"]["start_lr"] = lr
+    inp["model"]["descriptor"]["rcut"] = 6.0  # DeePMD-kit's default; the rcut 5 rows change it
     inp["training"]["seed"] = 1
     inp["model"]["descriptor"]["seed"] = 1
     inp["model"]["fitting_net"]["seed"] = 1

@@ -4,8 +4,8 @@ For each data set (GPAW in examples/silicon/dft, and optionally Quantum ESPRESSO
 examples/silicon/make_data_qe.py) this does what a new user does with a hand-written input.json:
 
     dp-charge convert TRAIN/CHGCAR.gz -o data --seed 1
-    dp train input.json          # se_e2_a sel [40, 0], fitting {"type": "charge"}, no loss, 3000 steps,
-                                 # start_lr 0.01 (the README's; --lr to change)
+    dp train input.json          # se_e2_a sel [40, 0] rcut 5, fitting {"type": "charge"}, no loss,
+                                 # 3000 steps, start_lr 0.005 (the README's; --lr to change)
     dp freeze -o model.pb
     dp-charge test model.pb TEST/CHGCAR.gz ... --json metrics.json
 
@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 USER_INPUT = {
     "model": {
         "type_map": ["Si", "X"],
-        "descriptor": {"type": "se_e2_a", "sel": [40, 0]},
+        "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0},
         "fitting_net": {"type": "charge"},
     },
-    "learning_rate": {"type": "exp", "start_lr": 0.01, "stop_lr": 1e-5},
+    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
     "training": {"training_data": {"systems": "data"}, "numb_steps": 3000},
 }
 
@@ -68,7 +68,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qe", type=Path, default=None, help="folder with QE <name>/CHGCAR.gz (make_data_qe.py)")
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--lr", type=float, default=0.01, help="start_lr (the README's input.json uses 0.01)")
+    parser.add_argument("--lr", type=float, default=0.005, help="start_lr (the README's input.json uses 0.005)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/si8bench"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

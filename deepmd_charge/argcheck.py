@@ -27,8 +27,8 @@ doc_charge_loss = (
     "The whole section may be omitted; lcurve.out then reports rmse and mae of the density in e/A^3."
 )
 doc_loss_func = (
-    "mae (default), mse or huber: the error measure minimised over the grid points. mae gave lower "
-    "MAE and RMSE than mse in short one-structure runs (docs/benchmarks.md)."
+    "mae (default), mse or huber: the error measure minimised over the grid points. mae matches "
+    "the MAE/NMAE the method is judged by; in docs/benchmarks.md it scored as mse did."
 )
 doc_huber_delta = "For loss_func huber: quadratic below this error, linear above (e/A^3)."
 doc_label = (

@@ -25,7 +25,7 @@ from deepmd_charge.tf.loss import DEFAULT_LABEL, ChargeLoss
 log = logging.getLogger("deepmd.charge")
 
 #: radial-sum embedding sizes used unless fitting_net/radial_neuron says otherwise (se_e2_a only):
-#: on the Si8 example (3000 steps) NMAE 6.3% -> 5.0% with the linear path, see docs/benchmarks.md
+#: on the Si8 example (3000 steps, lr 1e-3) NMAE 6.9% -> 4.2%, see docs/benchmarks.md
 DEFAULT_RADIAL = [16, 32]
 
 
