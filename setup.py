@@ -27,6 +27,6 @@ setup(
     entry_points={
         "deepmd": ["charge = deepmd_charge.entrypoint"],
         "dpdata.plugins": ["deepmd_charge = deepmd_charge.io.dpdata"],
-        "console_scripts": ["dp-charge = deepmd_charge.cli:main"],
+        "console_scripts": ["dp-charge = deepmd_charge.cli:console_main"],
     },
 )

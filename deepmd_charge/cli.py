@@ -274,11 +274,41 @@ def cmd_test(args) -> int:
     return 0
 
 
+def _quiet_native_stderr(call):
+    """Run `call` with the C-level stderr held back; show it only if `call` raises.
+
+    Loading DeePMD-kit's op library prints CUDA-not-found and TensorFlow start-up lines from C
+    code on every run of a CPU-only install; they say nothing useful to a user.
+    """
+    if os.environ.get("DP_CHARGE_VERBOSE"):
+        return call()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            return call()
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _import_backend() -> None:
+    import deepmd.tf.env  # noqa: F401  (TensorFlow and DeePMD-kit's op library)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_threads(getattr(args, "threads", None))
     try:
+        if args.command in ("predict", "test"):
+            _quiet_native_stderr(_import_backend)
         return {"convert": cmd_convert, "predict": cmd_predict, "test": cmd_test}[args.command](args)
     except InputError as exc:
         print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
@@ -291,5 +321,15 @@ def main(argv=None) -> int:
         return 141
 
 
+def console_main() -> None:
+    """The `dp-charge` command: main(), then exit without the native libraries' unload chatter."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not os.environ.get("DP_CHARGE_VERBOSE"):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # CUDA stubs print on unload of a CPU-only install
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -227,7 +227,7 @@ class ChargeFitting(DOSFitting):
         s_raw = env * std + avg  # the op's normalisation undone: 0 for empty neighbour slots
         with tf.variable_scope("charge_radial" + suffix, reuse=reuse):
             g = embedding_net(
-                tf.reshape(env, [-1, 1]),
+                tf.cast(tf.reshape(env, [-1, 1]), self.fitting_precision),
                 self.radial_neuron,
                 self.fitting_precision,
                 activation_fn=self.fitting_activation_fn,
