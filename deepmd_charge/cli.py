@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", help="write a parity plot (png, pdf, svg)")
     t.add_argument("--slice", help="CHGCAR inputs: write a slice map DFT | model | error of the first one")
     t.add_argument("--label", default=None, help="npy label name (default: density, else atom_ener)")
+    t.add_argument("--channel", default="total", help="CHGCAR block to score against: total (default) or magnetization (for a spin model)")
     t.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads(t)
@@ -225,8 +226,9 @@ def _write_prediction(args, fmt, atoms, shape, streams, trailers) -> list:
 def _fmt_row(name, m):
     row = f"{name:40.40s} {m['points']:>9d} {m['mae']:10.3e} {m['rmse']:10.3e} {100 * m['nmae']:7.3f}% {m['max_abs_err']:10.3e} {m['r2']:8.5f}"
     if "electrons_ref" in m:
-        rel = (m["electrons_pred"] - m["electrons_ref"]) / m["electrons_ref"]
-        row += f"  {m['electrons_pred']:.4f} vs {m['electrons_ref']:.4f} ({100 * rel:+.3f}%)"
+        row += f"  {m['electrons_pred']:.4f} vs {m['electrons_ref']:.4f}"
+        if abs(m["electrons_ref"]) > 1e-6:  # a magnetisation may integrate to zero
+            row += f" ({100 * (m['electrons_pred'] - m['electrons_ref']) / m['electrons_ref']:+.3f}%)"
     return row
 
 
@@ -245,8 +247,8 @@ def cmd_test(args) -> int:
         if is_npy_system(item):
             results.append(evaluate_system(dc, item, label=args.label, progress=not args.quiet))
         else:
-            results.append(evaluate_volumetric(dc, item, elements=args.elements, progress=not args.quiet))
-    print(f"{'input':40s} {'points':>9s} {'MAE':>10s} {'RMSE':>10s} {'NMAE':>8s} {'max|err|':>10s} {'R^2':>8s}  electrons pred vs DFT  (e/A^3)")
+            results.append(evaluate_volumetric(dc, item, elements=args.elements, progress=not args.quiet, channel=args.channel))
+    print(f"{'input':40s} {'points':>9s} {'MAE':>10s} {'RMSE':>10s} {'NMAE':>8s} {'max|err|':>10s} {'R^2':>8s}  {'electrons' if args.channel == 'total' else 'moment (muB)'} pred vs DFT  (e/A^3)")
     for r in results:
         print(_fmt_row(r["name"], r["metrics"]))
     overall = score(np.concatenate([r["pred"].ravel() for r in results]), np.concatenate([r["ref"].ravel() for r in results]))

@@ -18,16 +18,20 @@ def is_npy_system(path) -> bool:
     return path.is_dir() and (path / "type.raw").is_file()
 
 
-def evaluate_volumetric(dc, path, elements=None, progress=False) -> dict:
-    """Predict the whole grid of a CHGCAR/cube file; metrics and electron counts."""
+def evaluate_volumetric(dc, path, elements=None, progress=False, channel="total") -> dict:
+    """Predict the whole grid of a CHGCAR/cube file; metrics and integrals (electrons, or moment).
+
+    `channel` picks the block to compare with: "total", or "magnetization" for a spin model.
+    """
     vol = read_volumetric(path, elements=elements)
+    ref = vol.block(channel)
     dc.check_structure(vol.atoms, path)
     pred = dc.predict(vol.atoms, grid=vol.shape, progress=progress)
     volume = vol.atoms.get_volume()
-    result = score(pred, vol.total)
-    result["electrons_ref"] = electron_count(vol.total, volume)
+    result = score(pred, ref)
+    result["electrons_ref"] = electron_count(ref, volume)
     result["electrons_pred"] = electron_count(pred, volume)
-    return {"name": str(path), "metrics": result, "ref": vol.total, "pred": pred, "vol": vol}
+    return {"name": str(path), "metrics": result, "ref": ref, "pred": pred, "vol": vol}
 
 
 def _ghost_name(data_types, model_ghost, path):
