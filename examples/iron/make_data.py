@@ -9,7 +9,9 @@ rho_up - rho_down, both as VASP writes them) and POSCAR, for a 16-atom bcc Fe ce
 
 GPAW settings: PW(350 eV), PBE, 2x2x2 Gamma-centred k-points, Fermi-Dirac 0.1 eV, spin-polarised
 starting from 2.5 muB per atom, h = 0.2 A (pseudo density on the 2x finer grid). Run with
-OMP_NUM_THREADS=1 from the repository root: python examples/iron/make_data.py [--force]
+OMP_NUM_THREADS=1 from the repository root: python examples/iron/make_data.py [--force], or on two
+cores: GPAW_MPI_BACKEND=cgpaw mpiexec -n 2 python examples/iron/make_data.py (about 2 minutes per
+structure).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from ase.build import bulk  # noqa: E402
 from ase.io import write  # noqa: E402
 from gpaw import GPAW, PW, FermiDirac  # noqa: E402
+from gpaw.mpi import world  # noqa: E402
 
 from deepmd_charge.io.chgcar import read_chgcar, write_chgcar  # noqa: E402
 
@@ -52,8 +55,10 @@ def make(name: str, seed: int, force: bool) -> None:
     total, mag = up + down, up - down
     volume = atoms.get_volume()
     moment = atoms.calc.get_magnetic_moment()
+    if world.rank != 0:  # under mpiexec every rank holds the full density; one writes it
+        return
     write_chgcar(out / "CHGCAR.gz", atoms, [total, mag])
-    write(out / "POSCAR", atoms, format="vasp", direct=True)
+    write(out / "POSCAR", atoms, format="vasp", direct=True, parallel=False)
     back = read_chgcar(out / "CHGCAR.gz")
     assert np.allclose(back.blocks[1], mag, rtol=1e-9, atol=1e-12)
     print(f"{name}: {time.perf_counter() - start:.0f} s, E = {energy:.3f} eV, grid {total.shape}, "
