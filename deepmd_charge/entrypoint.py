@@ -1,7 +1,8 @@
 """Loaded by DeePMD-kit through the `deepmd` entry-point group: registers the charge plugin."""
 
 from deepmd_charge import argcheck  # noqa: F401  (fitting and loss arguments)
-from deepmd_charge.tf import fitting, loss  # noqa: F401  (Fitting "charge", ChargeLoss)
-from deepmd_charge.tf import neighbor_stat
+from deepmd_charge.errors import install_dp_excepthook
+from deepmd_charge.tf import fitting, loss, neighbor_stat  # noqa: F401  (Fitting "charge", ChargeLoss)
 
 neighbor_stat.install()
+install_dp_excepthook()

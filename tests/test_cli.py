@@ -126,3 +126,21 @@ def test_float32_model_trains_and_predicts(trained, tmp_path):
 
     rho = DeepCharge(tmp_path / "model.pb").predict(read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz").atoms, grid=(8, 8, 8))
     assert np.all(np.isfinite(rho)) and rho.std() > 0
+
+
+@pytest.mark.parametrize("change, message", [(("descriptor", "sel", [40, 10]), "must have sel 0"), (("loss", "loss_func", "l4"), "loss_func")])
+def test_dp_train_setup_mistakes_are_one_line(trained, tmp_path, change, message):
+    from conftest import tiny_input
+
+    inp = tiny_input(trained["dir"] / "data", steps=10)
+    section, key, value = change
+    if section == "loss":
+        inp["loss"] = {"type": "charge", key: value}
+    else:
+        inp["model"][section][key] = value
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    proc = run(["dp", "--tf", "train", "input.json"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dp: error:")]
+    assert len(errors) == 1 and message in errors[0]

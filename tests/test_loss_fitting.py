@@ -57,6 +57,8 @@ def test_ghost_type_must_be_last_with_sel_zero():
         check_ghost_setup(["Si", "X"], _Descriptor([40, 10]))
     with pytest.raises(ValueError, match="type_map with the elements followed by the ghost"):
         check_ghost_setup(["Si"], _Descriptor([40]))
+    with pytest.raises(ValueError, match="ghost"):  # forgot the ghost: the last type is an element
+        check_ghost_setup(["Si", "O"], _Descriptor([40, 0]))
 
 
 def test_neighbour_statistics_of_charge_data(tmp_path):

@@ -20,6 +20,7 @@ from deepmd.tf.fit.fitting import Fitting
 from deepmd.tf.utils.errors import GraphWithoutTensorError
 from deepmd.tf.utils.graph import get_tensor_by_name_from_graph
 
+from deepmd_charge.errors import ConfigError
 from deepmd_charge.tf.loss import DEFAULT_LABEL, ChargeLoss
 
 log = logging.getLogger("deepmd.charge")
@@ -30,17 +31,19 @@ DEFAULT_RADIAL = [16, 32]
 
 
 def check_ghost_setup(type_map, descrpt) -> None:
-    """Raise ValueError unless the last type is a ghost type that sees no other ghosts."""
-    if not type_map or len(type_map) < 2:
-        raise ValueError(
+    """Raise ConfigError unless the last type is a ghost type that sees no other ghosts."""
+    from ase.data import chemical_symbols
+
+    if not type_map or len(type_map) < 2 or type_map[-1] in chemical_symbols[1:]:
+        raise ConfigError(
             "fitting_net type 'charge' needs model/type_map with the elements followed by the ghost "
-            f"type for grid points, e.g. [\"Si\", \"X\"]; got {type_map}"
+            f"type for grid points last, e.g. [\"Si\", \"X\"]; got {type_map}"
         )
     sel = getattr(descrpt, "sel_a", None)
     if sel is None:
         sel = getattr(descrpt, "sel", None)
     if isinstance(sel, (list, tuple)) and len(sel) == len(type_map) and sel[-1] != 0:
-        raise ValueError(
+        raise ConfigError(
             f"fitting_net type 'charge': the ghost type '{type_map[-1]}' (last in type_map) must have "
             f"sel 0 so that grid points never see each other; descriptor sel is {list(sel)}, "
             f"use {list(sel[:-1]) + [0]}"
@@ -103,7 +106,7 @@ class ChargeFitting(DOSFitting):
             radial_neuron = DEFAULT_RADIAL if has_env else []
         self.radial_neuron = list(radial_neuron)
         if self.radial_neuron and not has_env:
-            raise ValueError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix); set it to []")
+            raise ConfigError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix); set it to []")
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
@@ -115,7 +118,7 @@ class ChargeFitting(DOSFitting):
         loss = dict(loss or {})
         ltype = loss.pop("type", "charge")
         if ltype not in ("charge",):
-            raise ValueError(
+            raise ConfigError(
                 f"fitting_net type 'charge' trains with loss type 'charge' (or no loss section), not '{ltype}'"
             )
         loss_obj = ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)

@@ -8,6 +8,8 @@ from deepmd.tf.loss.loss import Loss
 from deepmd.tf.utils.sess import run_sess
 from deepmd.utils.data import DataRequirementItem
 
+from deepmd_charge.errors import ConfigError
+
 DEFAULT_LABEL = "density"
 LOSS_FUNCS = ("mse", "mae", "huber")
 
@@ -39,7 +41,7 @@ class ChargeLoss(Loss):
         **kwargs,
     ) -> None:
         if loss_func not in LOSS_FUNCS:
-            raise ValueError(f"loss/loss_func must be one of {LOSS_FUNCS}, got '{loss_func}'")
+            raise ConfigError(f"loss/loss_func must be one of {LOSS_FUNCS}, got '{loss_func}'")
         self.starter_learning_rate = starter_learning_rate
         self.ghost_type = ghost_type
         self.loss_func = loss_func
