@@ -110,3 +110,38 @@ def test_dp_compress_keeps_the_density(trained, structure):
     run(["dp", "--tf", "compress", "-i", str(trained["model"]), "-o", str(out)], cwd=trained["dir"])
     ref = DeepCharge(trained["model"]).predict_points(atoms, pts)
     np.testing.assert_allclose(DeepCharge(out).predict_points(atoms, pts), ref, atol=1e-6)
+
+
+def test_a_deepmd_model_that_is_not_a_charge_model(tmp_path):
+    """A frozen DeePMD-kit graph of another kind (here an energy model's training script) is refused."""
+    import json
+
+    from deepmd.tf.env import tf
+
+    from deepmd_charge import DeepCharge
+
+    graph = tf.Graph()
+    with graph.as_default():
+        for name, dtype in (("t_coord", tf.float64), ("t_box", tf.float64), ("t_type", tf.int32), ("t_natoms", tf.int32), ("t_mesh", tf.int32)):
+            tf.placeholder(dtype, [None], name=name)
+        tf.constant("Si", name="model_attr/tmap")
+        tf.constant(6.0, tf.float64, name="descrpt_attr/rcut")
+        tf.constant(json.dumps({"model": {"fitting_net": {"type": "ener"}}}), name="train_attr/training_script")
+        tf.constant([0.0], tf.float64, name="o_atom_dos")
+    (tmp_path / "ener.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    with pytest.raises(InputError, match="ener.pb: is not a deepmd-charge model"):
+        DeepCharge(tmp_path / "ener.pb")
+
+
+def test_ase_reads_the_predicted_chgcar(model, tmp_path):
+    """VASP-format output that ASE's own CHGCAR reader (used by many tools) accepts, same numbers."""
+    from ase.calculators.vasp import VaspChargeDensity
+
+    from deepmd_charge.io.chgcar import write_chgcar
+
+    atoms = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz").atoms
+    rho = model.predict(atoms, grid=(10, 12, 14))
+    write_chgcar(tmp_path / "CHGCAR", atoms, [rho])
+    theirs = VaspChargeDensity(str(tmp_path / "CHGCAR"))
+    np.testing.assert_allclose(theirs.chg[0], rho, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(theirs.atoms[0].positions, atoms.positions, atol=1e-10)
