@@ -83,7 +83,7 @@ def _setup_threads(threads):
 def cmd_convert(args) -> int:
     import dpdata
 
-    from deepmd_charge.convert import frames_from_volumetric, max_frames, write_system
+    from deepmd_charge.convert import frames_from_volumetric, usable_grid, write_system
     from deepmd_charge.io.dpdata import register_density
     from deepmd_charge.io.structure import read_volumetric
 
@@ -99,13 +99,16 @@ def cmd_convert(args) -> int:
     if wanted <= 0:
         raise InputError("--frames", f"must be positive, got {wanted}")
     # equal frames per file, so that each file is exactly one set of the system
-    frames = min([wanted] + [max_frames(v, k) for v in vols])
+    grids = [usable_grid(v) for v in vols]  # once per file: sizing and sampling both need it
+    frames = min([wanted] + [usable.size // k for _, usable in grids])
     if frames < wanted:
         print(f"note: the smallest grid allows {frames} frames of {k} points per file (asked {wanted})")
     systems = []
-    for i, vol in enumerate(vols):
+    for i, (vol, grid) in enumerate(zip(vols, grids)):
         seed = None if args.seed is None else args.seed + i
-        data = frames_from_volumetric(vol, points_per_frame=k, frames=frames, sampling=args.sampling, seed=seed, ghost=args.ghost, channel=args.channel)
+        data = frames_from_volumetric(
+            vol, points_per_frame=k, frames=frames, sampling=args.sampling, seed=seed, ghost=args.ghost, channel=args.channel, grid=grid
+        )
         systems.append(dpdata.System(data=data))
         print(
             f"{vol.source}: {vol.atoms.get_chemical_formula()}, grid {'x'.join(map(str, vol.shape))}, "

@@ -60,10 +60,12 @@ def frames_from_volumetric(
     ghost: str = "X",
     channel: str = "total",
     core_radius: float = CORE_RADIUS,
+    grid=None,
 ) -> dict:
     """dpdata System data: `frames` frames of all atoms + `points_per_frame` ghosts each.
 
     `frames` wins over `n_points` (total points); both are capped by the usable grid points.
+    `grid` = usable_grid(vol, core_radius), when the caller has it already.
     """
     atoms = vol.atoms
     rho = vol.block(channel)
@@ -72,8 +74,7 @@ def frames_from_volumetric(
     if points_per_frame <= 0:
         raise InputError("--points-per-frame", f"must be positive, got {points_per_frame}")
     cell = atoms.cell[:]
-    all_points = cartesian_points(cell, rho.shape)
-    usable = np.flatnonzero(~near_nucleus_mask(atoms, all_points, core_radius))
+    all_points, usable = grid if grid is not None else usable_grid(vol, core_radius)
     max_frames = usable.size // points_per_frame
     if frames is None:
         frames = max(1, min(n_points or usable.size, usable.size) // points_per_frame)
@@ -107,10 +108,10 @@ def frames_from_volumetric(
     }
 
 
-def max_frames(vol: VolumetricData, points_per_frame: int, core_radius: float = CORE_RADIUS) -> int:
-    """How many frames of `points_per_frame` distinct usable grid points `vol` can give."""
-    pts = cartesian_points(vol.atoms.cell[:], vol.shape)
-    return int((~near_nucleus_mask(vol.atoms, pts, core_radius)).sum()) // points_per_frame
+def usable_grid(vol: VolumetricData, core_radius: float = CORE_RADIUS):
+    """Cartesian positions of all grid points, and the flat indices of those usable for training."""
+    points = cartesian_points(vol.atoms.cell[:], vol.shape)
+    return points, np.flatnonzero(~near_nucleus_mask(vol.atoms, points, core_radius))
 
 
 def write_system(systems: list, outdir, set_size: int) -> list:
