@@ -21,6 +21,13 @@ doc_radial = (
     "a linear layer straight to the output (a learned superposition of atomic densities). "
     "Default: [16, 32] with se_e2_a, off with other descriptors; [] turns it off."
 )
+doc_basis = (
+    "se_e2_a only: number K of Gaussian radial functions per element (spread over [0, rcut], cosine "
+    "cutoff) whose sums over a grid point's neighbours give a superposition of learned atomic "
+    "densities. Its weights start at the least-squares fit to the training labels, made before "
+    "training; the fitting net gets the sums as extra inputs and learns only the remainder. "
+    "Default: 16 with se_e2_a, 0 (off) otherwise."
+)
 
 doc_charge_loss = (
     "Loss of deepmd-charge's charge fitting, computed on the ghost atoms (grid points) only. "
@@ -47,6 +54,7 @@ def fitting_charge() -> list:
         Argument("trainable", [list[bool], bool], optional=True, default=True, doc=doc_trainable),
         Argument("seed", [int, None], optional=True, doc=doc_seed),
         Argument("radial_neuron", [list[int], None], optional=True, default=None, doc=doc_radial),
+        Argument("radial_basis", [int, None], optional=True, default=None, doc=doc_basis),
     ]
 
 

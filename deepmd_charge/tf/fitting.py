@@ -28,6 +28,22 @@ log = logging.getLogger("deepmd.charge")
 #: radial-sum embedding sizes used unless fitting_net/radial_neuron says otherwise (se_e2_a only):
 #: on the Si8 example (3000 steps, lr 1e-3) NMAE 6.9% -> 4.2%, see docs/benchmarks.md
 DEFAULT_RADIAL = [16, 32]
+#: Gaussians per element in the radial basis sums (deepmd_charge/tf/basis.py); 0 turns them off
+DEFAULT_BASIS = 16
+
+
+class _TFMath:
+    """The numpy names basis.phi uses, on TensorFlow tensors."""
+
+    def __getattr__(self, name):
+        return getattr(tf, name)
+
+    @staticmethod
+    def exp(x):
+        return tf.exp(x)
+
+
+_tfmath = _TFMath()
 
 
 def check_ghost_setup(type_map, descrpt) -> None:
@@ -80,6 +96,7 @@ class ChargeFitting(DOSFitting):
         type_map: list | None = None,
         mixed_types: bool = False,
         radial_neuron: list | None = None,
+        radial_basis: int | None = None,
         **kwargs,
     ) -> None:
         check_ghost_setup(type_map, descrpt)
@@ -107,6 +124,18 @@ class ChargeFitting(DOSFitting):
         self.radial_neuron = list(radial_neuron)
         if self.radial_neuron and not has_env:
             raise ConfigError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix); set it to []")
+        if radial_basis is None:
+            radial_basis = DEFAULT_BASIS if has_env else 0
+        if radial_basis and not has_env:
+            raise ConfigError("fitting_net/radial_basis needs an se_e2_a descriptor (it reads its neighbour list); set it to 0")
+        if radial_basis < 0 or radial_basis == 1:
+            raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
+        self.radial_basis = int(radial_basis)
+        self.n_real = ntypes - 1
+        nfeat = self.n_real * self.radial_basis
+        self.basis_w = np.zeros(nfeat)  # least-squares superposition weights (compute_input_stats)
+        self.basis_mean = np.zeros(nfeat)  # feature standardisation for the fitting net input
+        self.basis_std = np.ones(nfeat)
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
@@ -134,20 +163,49 @@ class ChargeFitting(DOSFitting):
         super().compute_input_stats(all_stat, protection=protection, stat_file_path=stat_file_path)
         if self.label not in all_stat:
             return
-        values = []
-        for labels, types in zip(all_stat[self.label], all_stat["type"]):
-            labels = np.reshape(labels, np.shape(types))
-            values.append(labels[types == self.ghost_type])
+        values, feats = [], []
+        for i, (labels, types) in enumerate(zip(all_stat[self.label], all_stat["type"])):
+            types = np.reshape(types, (-1, np.shape(types)[-1]))
+            labels = np.reshape(labels, types.shape)
+            for f in range(len(types)):
+                ghost = types[f] == self.ghost_type
+                values.append(labels[f][ghost])
+                if self.radial_basis:
+                    feats.append(self._stat_features(all_stat, i, f, ghost))
         values = np.concatenate(values) if values else np.zeros(0)
-        if values.size:
-            self.rho_mean = float(values.mean())
-            self.rho_std = float(max(values.std(), protection * 1e-2, 1e-6))
+        if not values.size:
+            return
+        self.rho_mean = float(values.mean())
+        self.rho_std = float(max(values.std(), protection * 1e-2, 1e-6))
+        log.info("charge fitting: density mean %.6g, std %.6g e/A^3 over %d ghost points", self.rho_mean, self.rho_std, values.size)
+        if self.radial_basis:
+            from deepmd_charge.tf.basis import least_squares
+
+            feats = np.concatenate(feats)
+            self.basis_mean = feats.mean(axis=0)
+            self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
+            self.basis_w, self.rho_mean = least_squares(feats, values)
+            resid = values - feats @ self.basis_w - self.rho_mean
+            # the network learns what the superposition leaves, scaled to unit variance
+            self.rho_std = float(max(resid.std(), protection * 1e-2, 1e-6))
             log.info(
-                "charge fitting: density mean %.6g, std %.6g e/A^3 over %d ghost points",
-                self.rho_mean,
-                self.rho_std,
-                values.size,
+                "charge fitting: radial superposition (%d Gaussians per element) fits the labels to MAE %.4g "
+                "(density MAE about its mean %.4g) e/A^3; the network learns the rest",
+                self.radial_basis,
+                np.abs(resid).mean(),
+                np.abs(values - values.mean()).mean(),
             )
+
+    def _stat_features(self, all_stat, i, f, ghost):
+        """Radial basis sums at the ghosts of statistics frame f of batch i (numpy)."""
+        from deepmd_charge.tf.basis import basis_sums_numpy
+
+        nat = np.shape(all_stat["type"][i])[-1]
+        types = np.reshape(all_stat["type"][i], (-1, nat))[f]
+        coord = np.reshape(all_stat["coord"][i], (-1, nat, 3))[f]
+        box = np.reshape(all_stat["box"][i], (-1, 3, 3))[f]
+        real = ~ghost
+        return basis_sums_numpy(box, coord[real], types[real], coord[ghost], self.n_real, self.descrpt.rcut_r, self.radial_basis)
 
     # ---- graph ----------------------------------------------------------------------------
     def build(self, inputs, natoms, input_dict=None, reuse=None, suffix: str = ""):
@@ -171,6 +229,12 @@ class ChargeFitting(DOSFitting):
                 trainable=False,
                 initializer=tf.constant_initializer(self.rho_std),
             )
+            if self.radial_basis:
+                nfeat = self.n_real * self.radial_basis
+                t_bmean, t_bstd = (
+                    tf.get_variable(name, [nfeat], dtype=GLOBAL_TF_FLOAT_PRECISION, trainable=False, initializer=tf.constant_initializer(value))
+                    for name, value in (("t_basis_mean", self.basis_mean), ("t_basis_std", self.basis_std))
+                )
         nframes = tf.shape(inputs)[0]
         inputs = tf.reshape(inputs, [-1, natoms[0], self.dim_descrpt])
         g = self.ghost_type
@@ -179,11 +243,17 @@ class ChargeFitting(DOSFitting):
             n_ghost = natoms[2 + g]
             start = natoms[0] - n_ghost
             ghost_inputs = inputs[:, start:, :]
-            dim = self.dim_descrpt
+            dim = extra = self.dim_descrpt
+            if self.radial_basis:
+                basis = self._basis_features(nframes, natoms, start)  # [nframes, n_ghost, nfeat]
+                normed = (basis - t_bmean) / t_bstd
+                ghost_inputs = tf.concat([ghost_inputs, tf.cast(normed, ghost_inputs.dtype)], axis=2)
+                extra += self.n_real * self.radial_basis
             if self.radial_neuron:
                 radial = self._radial_features(nframes, natoms, start, reuse, suffix)
                 ghost_inputs = tf.concat([ghost_inputs, tf.cast(radial, ghost_inputs.dtype)], axis=2)
-                self.dim_descrpt = dim + self.radial_neuron[-1]
+                extra += self.radial_neuron[-1]
+            self.dim_descrpt = extra
             try:
                 out = self._build_lower(
                     0, n_ghost, ghost_inputs, None, None, bias_dos=0.0, type_suffix=f"_type_{g}", suffix=suffix, reuse=reuse
@@ -204,6 +274,18 @@ class ChargeFitting(DOSFitting):
                 lin = tf.reshape(tf.matmul(tf.reshape(radial, [-1, self.radial_neuron[-1]]), w), [-1, 1])
                 out = tf.cast(out, lin.dtype) + lin
             out = tf.reshape(tf.cast(out, GLOBAL_TF_FLOAT_PRECISION), [nframes, n_ghost, 1]) * t_std + t_mean
+            if self.radial_basis:
+                with tf.variable_scope("charge_basis" + suffix, reuse=reuse):
+                    init = (self.radial_variables or {}).get(f"charge_basis{suffix}/weights")
+                    w = tf.get_variable(
+                        "weights",
+                        [self.n_real * self.radial_basis, 1],
+                        dtype=GLOBAL_TF_FLOAT_PRECISION,
+                        initializer=tf.constant_initializer(self.basis_w.reshape(-1, 1) if init is None else init),
+                        trainable=True,
+                    )
+                nfeat = self.n_real * self.radial_basis
+                out = out + tf.reshape(tf.matmul(tf.reshape(basis, [-1, nfeat]), w), [nframes, n_ghost, 1])
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
             outs = tf.concat([zeros, out], axis=1)
         else:
@@ -213,6 +295,23 @@ class ChargeFitting(DOSFitting):
             mask = tf.cast(tf.equal(atype, g), GLOBAL_TF_FLOAT_PRECISION)[:, :, None]
             outs = out * mask
         return outs
+
+    def _basis_features(self, nframes, natoms, start):
+        """Radial basis sums per element (basis.py) from the descriptor's neighbour distances."""
+        from deepmd_charge.tf.basis import phi
+
+        d = self.descrpt
+        nnei = d.nnei
+        rij = tf.reshape(d.rij, [nframes, natoms[0], nnei, 3])[:, start:]
+        nlist = tf.reshape(d.nlist, [nframes, natoms[0], nnei])[:, start:]
+        r2 = tf.reduce_sum(tf.cast(rij, GLOBAL_TF_FLOAT_PRECISION) ** 2, axis=-1)
+        # empty slots (nlist -1) get r = 0, which phi maps to 0; the sqrt is guarded for its gradient
+        r = tf.where(nlist >= 0, tf.sqrt(tf.maximum(r2, 1e-12)), tf.zeros_like(r2))
+        f = phi(r, float(d.rcut_r), self.radial_basis, xp=_tfmath)  # [nframes, n_ghost, nnei, K]
+        # se_e2_a keeps the neighbours of element t in the slots sel[:t].sum() .. sel[:t+1].sum()
+        bounds = np.cumsum([0] + list(d.sel_a))
+        per_type = [tf.reduce_sum(f[:, :, bounds[t] : bounds[t + 1], :], axis=2) for t in range(self.n_real)]
+        return tf.concat(per_type, axis=2)
 
     def _radial_features(self, nframes, natoms, start, reuse, suffix):
         """Linear radial sums (1/nnei) sum_j s(r_j) g(s_j) over the ghost's real neighbours.
@@ -250,10 +349,18 @@ class ChargeFitting(DOSFitting):
             node.name: tf.make_ndarray(node.attr["value"].tensor)
             for node in graph_def.node
             if node.op == "Const" and node.name.startswith(prefix) and node.name[len(prefix) :].split("_")[0] in ("matrix", "bias", "linear")
-        } or None
+        }
+        bprefix = f"charge_basis{suffix}/"
+        self.radial_variables.update(
+            {node.name: tf.make_ndarray(node.attr["value"].tensor) for node in graph_def.node if node.op == "Const" and node.name == bprefix + "weights"}
+        )
+        self.radial_variables = self.radial_variables or None
         try:
             self.rho_mean = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_mean"))
             self.rho_std = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_std"))
+            if self.radial_basis:
+                self.basis_mean = np.asarray(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_basis_mean"))
+                self.basis_std = np.asarray(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_basis_std"))
         except GraphWithoutTensorError:
             pass
 
