@@ -11,7 +11,10 @@ examples/silicon/make_data_qe.py) this does what a new user does with a hand-wri
 
 and prints NMAE and electron counts per test structure, plus the training wall time.
 
-    python benchmarks/si8_one_structure.py [--qe /tmp/qe_si8] [--steps 3000] [--workdir /tmp/si8bench]
+    python benchmarks/si8_one_structure.py [--qe /tmp/qe_si8] [--fresh /tmp/si8_fresh] [--seeds 1 2 3]
+
+--fresh DIR adds the GPAW structures made by `examples/silicon/make_data.py --fresh DIR` to the
+GPAW test set: rattled cells with new seeds that nothing in this project was tuned on.
 """
 
 from __future__ import annotations
@@ -75,10 +78,16 @@ def main():
     parser.add_argument("--lr", type=float, default=0.005, help="start_lr (the README's input.json uses 0.005)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/si8bench"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[None], help="repeat with these training seeds")
+    parser.add_argument("--fresh", type=Path, default=None, help="folder with more GPAW test structures (make_data.py --fresh)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     dft = ROOT / "examples" / "silicon" / "dft"
-    cases = [("gpaw", dft / "rattled_a" / "CHGCAR.gz", [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")])]
+    gpaw_tests = [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")]
+    if args.fresh:
+        gpaw_tests += sorted(args.fresh.glob("rattled_*/CHGCAR.gz"))
+        if len(gpaw_tests) == 3:
+            sys.exit(f"{args.fresh}: no rattled_*/CHGCAR.gz (make them with examples/silicon/make_data.py --fresh)")
+    cases = [("gpaw", dft / "rattled_a" / "CHGCAR.gz", gpaw_tests)]
     if args.qe:
         cases.append(("qe", args.qe / "rattled_1" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")]))
     rows = []

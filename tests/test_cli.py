@@ -128,7 +128,11 @@ def test_float32_model_trains_and_predicts(trained, tmp_path):
     assert np.all(np.isfinite(rho)) and rho.std() > 0
 
 
-@pytest.mark.parametrize("change, message", [(("descriptor", "sel", [40, 10]), "must have sel 0"), (("loss", "loss_func", "l4"), "loss_func")])
+@pytest.mark.parametrize("change, message", [
+    (("descriptor", "sel", [40, 10]), "must have sel 0"),
+    (("loss", "loss_func", "l4"), "loss_func"),
+    (("fitting_net", "radial_basis", 1), "radial_basis must be 0 (off) or at least 2"),
+])
 def test_dp_train_setup_mistakes_are_one_line(trained, tmp_path, change, message):
     from conftest import tiny_input
 

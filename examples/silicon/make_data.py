@@ -25,6 +25,10 @@ nucleus, about 1 % of the grid points, -0.64 e in all), against bond-charge maxi
 checks this against GPAW's grid coordinates and, for the perfect crystal, against the inversion
 centre of diamond at (1/8, 1/8, 1/8).
 
+`--fresh DIR --seeds 101 102 103` instead writes rattled_<seed> structures (stdev 0.10 A, like
+rattled_a and rattled_b, new seeds) to DIR/rattled_<seed>/: test structures that no model or
+benchmark of this project was tuned on (benchmarks/si8_one_structure.py --fresh DIR scores them).
+
 Every structure is reproducible (fixed rattle seeds, deterministic SCF). Structures whose
 CHGCAR.gz already exists are skipped unless --force is given. After writing, each file is read
 back with ``deepmd_charge.io.chgcar.read_chgcar`` and compared with the array in memory.
@@ -129,11 +133,11 @@ def check_inversion(rho):
         raise RuntimeError("density does not have the diamond inversion centre where expected")
 
 
-def run(name: str, force: bool = False) -> None:
-    outdir = HERE / "dft" / name
+def run(name: str, force: bool = False, root: Path = HERE / "dft") -> None:
+    outdir = root / name
     chgcar = outdir / "CHGCAR.gz"
     if chgcar.exists() and not force:
-        log(f"{name}: {chgcar.relative_to(REPO)} exists, skipped (use --force to redo)")
+        log(f"{name}: {chgcar} exists, skipped (use --force to redo)")
         return
     logdir = HERE / "work" / "logs"
     if world.rank == 0:
@@ -170,7 +174,7 @@ def run(name: str, force: bool = False) -> None:
         diff = np.abs(data.total - rho).max() / np.abs(rho).max()
         back = ase.io.read(outdir / "POSCAR", format="vasp", parallel=False)
         pos_diff = np.abs(back.get_scaled_positions(wrap=False) - atoms.get_scaled_positions(wrap=False)).max()
-        log(f"  wrote {chgcar.relative_to(REPO)} ({chgcar.stat().st_size / 1e6:.2f} MB) and POSCAR in "
+        log(f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.2f} MB) and POSCAR in "
             f"{time.perf_counter() - t1:.1f} s; read back: max|diff|/max|rho| = {diff:.1e}, "
             f"electrons {data.electrons():.6f}, POSCAR max frac diff {pos_diff:.1e}")
         if data.shape != rho.shape or not diff < 1e-8 or abs(data.electrons() - N_VALENCE) > 1e-3:
@@ -195,7 +199,16 @@ def main(argv=None) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"structures to make (default all: {', '.join(STRUCTURES)})")
     parser.add_argument("--force", action="store_true", help="recompute existing CHGCAR.gz files")
+    parser.add_argument("--fresh", type=Path, metavar="DIR", help="write new rattled structures (--seeds) to DIR instead")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103], help="rattle seeds for --fresh")
     args = parser.parse_args(argv)
+    if args.fresh:
+        for seed in args.seeds:
+            STRUCTURES[f"rattled_{seed}"] = (0.10, seed, 0.0)
+        log(f"GPAW {gpaw.__version__}, ASE {ase.__version__}, {world.size} MPI rank(s)")
+        for seed in args.seeds:
+            run(f"rattled_{seed}", args.force, root=args.fresh.resolve())
+        return
     unknown = [n for n in args.names if n not in STRUCTURES]
     if unknown:
         parser.error(f"unknown structure(s) {unknown}; choose from {', '.join(STRUCTURES)}")
