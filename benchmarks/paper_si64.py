@@ -5,7 +5,7 @@ paper authors' npy layout: ghost type "Prob", labels in atom_ener.npy, one struc
 500 frames x 200 points each). The val/ structures are never trained on.
 
     python benchmarks/paper_si64.py one  [--minutes 25] [--workdir /tmp/paper_si64]
-    python benchmarks/paper_si64.py all  [--minutes 55]
+    python benchmarks/paper_si64.py all  [--minutes 55] [--ship examples/si64-paper]
 
 Steps are chosen from a short timing run so that training takes about --minutes on this machine;
 the learning rate decays exponentially from start_lr to 1e-5 over them. Prints a markdown table
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,7 @@ def main():
     parser.add_argument("which", choices=["one", "all"], help="train on set.001 only, or on all ten training structures")
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default 25 for one, 55 for all)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/paper_si64"))
+    parser.add_argument("--ship", type=Path, default=None, help="copy model.pb, input.json and lcurve.out here")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data next to the checkout")
@@ -105,6 +107,10 @@ def main():
     for item in m["inputs"] + [{"name": "all", **m["overall"]}]:
         name = Path(item["name"]).name
         print(f"| {name} | {item['points']} | {item['mae']:.2e} | {item['rmse']:.2e} | {100 * item['nmae']:.2f}% | {item['max_abs_err']:.3f} | {item['r2']:.4f} |")
+    if args.ship:
+        args.ship.mkdir(parents=True, exist_ok=True)
+        for name in ("model.pb", "input.json", "lcurve.out", "parity.png"):
+            shutil.copy(work / name, args.ship / name)
 
 
 if __name__ == "__main__":

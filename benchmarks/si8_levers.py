@@ -3,7 +3,9 @@
 Each variant is the acceptance run of si8_one_structure.py (train on ONE rattled structure, 3000
 steps, test on unseen ones) with one change; variants run in parallel jobs of one thread each.
 
-    python benchmarks/si8_levers.py [--jobs 2] [--workdir /tmp/si8levers] [--qe /tmp/qe_si8]
+    python benchmarks/si8_levers.py [--jobs 2] [--workdir /tmp/si8levers] [--qe /tmp/qe_si8] [--only TEXT]
+
+--only runs just the variants whose name contains TEXT (e.g. --only "README input").
 
 Prints a markdown table: variant, NMAE and electron error on each test structure, training time.
 """
@@ -24,10 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from si8_one_structure import ROOT, USER_INPUT  # noqa: E402
 
 
-def variant(name, radial=None, loss=None, lr=1e-3, sampling="uniform", descriptor=None):
+def variant(name, radial=None, loss=None, lr=1e-3, sampling="uniform", descriptor=None, basis=0, rcut=6.0, fitting=None, training=None):
+    """One row. The defaults are those of the first lever runs: DeePMD-kit's rcut 6, lr 1e-3, no basis."""
     inp = copy.deepcopy(USER_INPUT)
     inp["learning_rate"]["start_lr"] = lr
-    inp["model"]["descriptor"]["rcut"] = 6.0  # DeePMD-kit's default; the rcut 5 rows change it
+    inp["model"]["descriptor"]["rcut"] = rcut
+    inp["model"]["fitting_net"]["radial_basis"] = basis
     inp["training"]["seed"] = 1
     inp["model"]["descriptor"]["seed"] = 1
     inp["model"]["fitting_net"]["seed"] = 1
@@ -37,7 +41,17 @@ def variant(name, radial=None, loss=None, lr=1e-3, sampling="uniform", descripto
         inp["loss"] = {"type": "charge", "loss_func": loss}
     if descriptor:
         inp["model"]["descriptor"].update(descriptor)
+    if fitting:
+        inp["model"]["fitting_net"].update(fitting)
+    if training:
+        inp["training"]["training_data"].update(training)
     return name, inp, sampling
+
+
+def readme(name, **kw):
+    """A row that starts from the README's input.json (rcut 5, start_lr 5e-3, fitting defaults)."""
+    kw.setdefault("basis", 16)
+    return variant(f"README input{name}", rcut=5.0, lr=kw.pop("lr", 5e-3), **kw)
 
 
 VARIANTS = [
@@ -50,6 +64,15 @@ VARIANTS = [
     variant("defaults, lr 1e-2, weighted sampling", lr=1e-2, sampling="weighted"),
     variant("defaults, lr 1e-2, rcut 5 (all neighbours fit in sel 40)", lr=1e-2, descriptor={"rcut": 5.0}),
     variant("defaults, lr 5e-3, rcut 5", lr=5e-3, descriptor={"rcut": 5.0}),
+    # second round: the README input (rcut 5, lr 5e-3) and the radial basis superposition
+    readme(" without radial_basis (the defaults before it)", basis=0),
+    readme(" (defaults: radial_basis 16 + radial_neuron [16, 32])"),
+    readme(", radial_basis 16 without radial_neuron", fitting={"radial_neuron": []}),
+    readme(", radial_basis 32", basis=32),
+    readme(", start_lr 1e-3 (DeePMD-kit's default)", lr=1e-3),
+    readme(", descriptor 25-50-100 / axis 16", descriptor={"neuron": [25, 50, 100], "axis_neuron": 16}),
+    readme(", float32 descriptor and fitting", descriptor={"precision": "float32"}, fitting={"precision": "float32"}),
+    readme(", batch_size 4 (4 x 200 points a step)", training={"batch_size": 4}),
 ]
 
 
@@ -78,12 +101,14 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/si8levers"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--qe", type=Path, default=None, help="also run on QE data (make_data_qe.py output)")
+    parser.add_argument("--only", default=None, help="run only the variants whose name contains this text")
     args = parser.parse_args()
+    variants = [v for v in VARIANTS if args.only is None or args.only in v[0]]
     dft = ROOT / "examples" / "silicon" / "dft"
     sets = [("GPAW", dft / "rattled_a" / "CHGCAR.gz", [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")])]
     if args.qe:
         sets.append(("QE", args.qe / "rattled_1" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")]))
-    jobs = [(code, v, train, tests) for code, train, tests in sets for v in VARIANTS]
+    jobs = [(code, v, train, tests) for code, train, tests in sets for v in variants]
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run, *v, train, tests, args.workdir / f"{code}_{i}", threads) for i, (code, v, train, tests) in enumerate(jobs)]

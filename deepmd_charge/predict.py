@@ -66,6 +66,9 @@ class DeepCharge:
             raise InputError(path, "is not a deepmd-charge model (fitting_net type 'charge')")
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 2) if threads else 0)
+        # chunks in flight at once: many of the graph's ops use one core, so two concurrent calls
+        # keep both cores busy (see _evaluate for the measurement)
+        self.concurrent_calls = max(1, min(2, threads or (os.cpu_count() or 1)))
         self.sess = tf.Session(graph=self.graph, config=config)
         get = lambda name: self.sess.run(self.graph.get_tensor_by_name(name + ":0"))  # noqa: E731
         self.script = json.loads(get("train_attr/training_script"))
@@ -223,19 +226,33 @@ class DeepCharge:
         centers = ((np.array([bin_ijk[g[0]] for g in groups]) + 0.5) / ctx.nbins) @ ctx.cell
         cand_lists = ctx.tree.query_ball_point(centers, self.rcut + ctx.half_diag)
         rho = np.empty(len(points))
-        batch, batch_n = [], 0
+        batches, batch, batch_n = [], [], 0
         for g, cands in zip(groups, cand_lists):
             batch.append((g, np.asarray(cands, dtype=np.int64)))
             batch_n += len(g)
             if batch_n >= CHUNK_POINTS:
-                self._run_batch(batch, points, ctx.ext_pos, ctx.ext_types, ctx.cell, rho)
-                if bar:
-                    bar.update(batch_n)
+                batches.append(batch)
                 batch, batch_n = [], 0
         if batch:
-            self._run_batch(batch, points, ctx.ext_pos, ctx.ext_types, ctx.cell, rho)
-            if bar:
-                bar.update(batch_n)
+            batches.append(batch)
+
+        def run(b):
+            return self._run_batch(b, points, ctx.ext_pos, ctx.ext_types, ctx.cell, rho)
+
+        if self.concurrent_calls > 1 and len(batches) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Session.run releases the GIL; the batches write disjoint entries of rho
+            with ThreadPoolExecutor(self.concurrent_calls) as pool:
+                done = pool.map(run, batches)
+                for n in done:
+                    if bar:
+                        bar.update(n)
+        else:
+            for b in batches:
+                n = run(b)
+                if bar:
+                    bar.update(n)
         return rho
 
     def _run_batch(self, batch, points, ext_pos, ext_types, cell, rho):
@@ -266,6 +283,7 @@ class DeepCharge:
             },
         )
         rho[idx] = np.asarray(out, dtype=np.float64).reshape(-1)
+        return nloc
 
 
 def slab_bounds(shape, slab_points: int = 2**20) -> list:
