@@ -51,20 +51,27 @@ def sh(cmd, cwd):
     return proc.stdout
 
 
-def run_material(name: str, data: Path, work: Path, steps: int, images: Path | None) -> dict:
+def run_material(name: str, data: Path, work: Path, steps: int, images: Path | None, reuse: bool = False) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
     train, test = data / name / "rattled_a" / "CHGCAR.gz", data / name / "rattled_b" / "CHGCAR.gz"
     work.mkdir(parents=True, exist_ok=True)
     elements = list(dict.fromkeys(read_chgcar(train).atoms.get_chemical_symbols()))
-    sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1"], work)
-    (work / "input.json").write_text(json.dumps(model_input(elements + ["X"], steps), indent=2))
-    t = time.perf_counter()
-    sh(["dp", "--tf", "train", "input.json"], work)
-    seconds = time.perf_counter() - t
-    sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
+    inp = json.dumps(model_input(elements + ["X"], steps), indent=2)
+    done = work / "train_seconds.txt"
+    if reuse and done.exists() and (work / "input.json").read_text() == inp:
+        seconds = float(done.read_text())  # same input, model already trained: score it again
+    else:
+        sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1"], work)
+        (work / "input.json").write_text(inp)
+        t = time.perf_counter()
+        sh(["dp", "--tf", "train", "input.json"], work)
+        seconds = time.perf_counter() - t
+        sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
+        done.write_text(str(seconds))
     extra = []
     if images:
+        images = images.resolve()
         images.mkdir(parents=True, exist_ok=True)
         extra = ["--plot", str(images / f"parity_{name}.png"), "--slice", str(images / f"slice_{name}.png")]
     # the --plot/--slice pictures are of the first input: the unseen structure
@@ -80,12 +87,13 @@ def main():
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--only", nargs="+", choices=list(PAPER), default=list(PAPER))
     parser.add_argument("--images", type=Path, default=None, help="write parity_<name>.png and slice_<name>.png here")
+    parser.add_argument("--reuse", action="store_true", help="score models already trained in --workdir with the same input")
     args = parser.parse_args()
     missing = [n for n in args.only if not (args.data / n / "rattled_b" / "CHGCAR.gz").exists()]
     if missing:
         sys.exit(f"{args.data}: no DFT data for {missing}; run benchmarks/make_materials.py --out {args.data}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    rows = [run_material(n, args.data, args.workdir / n, args.steps, args.images) for n in args.only]
+    rows = [run_material(n, args.data, args.workdir / n, args.steps, args.images, args.reuse) for n in args.only]
     print(f"\nTrained on rattled_a, {args.steps} steps each, {os.cpu_count()} cores; scored on the full grid of rattled_b (unseen)\n")
     print("| system | MAE (e/A^3) | NMAE | R^2 | electrons: model vs DFT | MAE on the training structure | paper's MAE | training (min) |")
     print("|---|---|---|---|---|---|---|---|")
