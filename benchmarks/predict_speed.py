@@ -74,7 +74,9 @@ def flops_per_point(script: dict) -> float:
     macs += 4 * nnei * m1 + 4 * m1 * m2  # T = R^T G, D = T^T T<
     radial = [1] + list(fit.get("radial_neuron") or [])
     macs += nnei * sum(a * b for a, b in zip(radial[:-1], radial[1:])) + nnei * radial[-1]
-    nbasis = fit.get("radial_basis", 16) * (len(desc["sel"]) - 1)  # the charge fitting's default: 16 per element
+    from deepmd_charge.tf.fitting import DEFAULT_BASIS
+
+    nbasis = fit.get("radial_basis", DEFAULT_BASIS) * (len(desc["sel"]) - 1)  # per element
     macs += nbasis  # the superposition's linear layer (the Gaussians themselves are exp, not multiply-adds)
     layers = [m1 * m2 + radial[-1] + nbasis] + list(fit["neuron"]) + [1]
     macs += sum(a * b for a, b in zip(layers[:-1], layers[1:]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,7 @@ class DeepCharge:
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 2) if threads else 0)
         # chunks in flight at once: many of the graph's ops use one core, so two concurrent calls
-        # keep both cores busy (see _evaluate for the measurement)
+        # keep both cores busy (docs/benchmarks.md section 3: float32 62k -> 66k points/s)
         self.concurrent_calls = max(1, min(2, threads or (os.cpu_count() or 1)))
         self.sess = tf.Session(graph=self.graph, config=config)
         get = lambda name: self.sess.run(self.graph.get_tensor_by_name(name + ":0"))  # noqa: E731
@@ -242,20 +243,15 @@ class DeepCharge:
         def run(b):
             return self._run_batch(b, points, ctx.ext_pos, ctx.ext_types, ctx.cell, rho)
 
-        if self.concurrent_calls > 1 and len(batches) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            # Session.run releases the GIL; the batches write disjoint entries of rho
-            with ThreadPoolExecutor(self.concurrent_calls) as pool:
-                done = pool.map(run, batches)
-                for n in done:
-                    if bar:
-                        bar.update(n)
-        else:
-            for b in batches:
-                n = run(b)
+        # Session.run releases the GIL; the batches write disjoint entries of rho
+        pool = ThreadPoolExecutor(self.concurrent_calls) if self.concurrent_calls > 1 and len(batches) > 1 else None
+        try:
+            for n in pool.map(run, batches) if pool else map(run, batches):
                 if bar:
                     bar.update(n)
+        finally:
+            if pool:
+                pool.shutdown()
         return rho
 
     def _run_batch(self, batch, points, ext_pos, ext_types, cell, rho):

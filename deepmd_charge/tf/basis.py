@@ -31,7 +31,7 @@ def centers(rcut: float, nbasis: int) -> tuple[np.ndarray, float]:
 def phi(r, rcut: float, nbasis: int, xp=np):
     """phi_k(r) for r of any shape -> shape + (nbasis,); 0 for r >= rcut and for r <= 0 (empty slots).
 
-    `xp` is numpy or a module with the same names (the TensorFlow graph passes a shim).
+    `xp` is numpy or a module with the same names (the TensorFlow graph passes tf).
     """
     mu, sigma = centers(rcut, nbasis)
     inside = xp.logical_and(r > 0.0, r < rcut)

@@ -32,20 +32,6 @@ DEFAULT_RADIAL = [16, 32]
 DEFAULT_BASIS = 16
 
 
-class _TFMath:
-    """The numpy names basis.phi uses, on TensorFlow tensors."""
-
-    def __getattr__(self, name):
-        return getattr(tf, name)
-
-    @staticmethod
-    def exp(x):
-        return tf.exp(x)
-
-
-_tfmath = _TFMath()
-
-
 def check_ghost_setup(type_map, descrpt) -> None:
     """Raise ConfigError unless the last type is a ghost type that sees no other ghosts."""
     from ase.data import chemical_symbols
@@ -132,10 +118,10 @@ class ChargeFitting(DOSFitting):
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
         self.n_real = ntypes - 1
-        nfeat = self.n_real * self.radial_basis
-        self.basis_w = np.zeros(nfeat)  # least-squares superposition weights (compute_input_stats)
-        self.basis_mean = np.zeros(nfeat)  # feature standardisation for the fitting net input
-        self.basis_std = np.ones(nfeat)
+        self.n_basis_features = self.n_real * self.radial_basis
+        self.basis_w = np.zeros(self.n_basis_features)  # least-squares superposition weights (compute_input_stats)
+        self.basis_mean = np.zeros(self.n_basis_features)  # feature standardisation for the fitting net input
+        self.basis_std = np.ones(self.n_basis_features)
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
@@ -163,15 +149,21 @@ class ChargeFitting(DOSFitting):
         super().compute_input_stats(all_stat, protection=protection, stat_file_path=stat_file_path)
         if self.label not in all_stat:
             return
+        from deepmd_charge.tf.basis import basis_sums_numpy, least_squares
+
         values, feats = [], []
-        for i, (labels, types) in enumerate(zip(all_stat[self.label], all_stat["type"])):
+        for labels, types, coords, boxes in zip(all_stat[self.label], all_stat["type"], all_stat["coord"], all_stat["box"]):
             types = np.reshape(types, (-1, np.shape(types)[-1]))
             labels = np.reshape(labels, types.shape)
-            for f in range(len(types)):
-                ghost = types[f] == self.ghost_type
-                values.append(labels[f][ghost])
+            coords = np.reshape(coords, types.shape + (3,))
+            boxes = np.reshape(boxes, (-1, 3, 3))
+            for t, label, xyz, box in zip(types, labels, coords, boxes):
+                ghost = t == self.ghost_type
+                values.append(label[ghost])
                 if self.radial_basis:
-                    feats.append(self._stat_features(all_stat, i, f, ghost))
+                    feats.append(
+                        basis_sums_numpy(box, xyz[~ghost], t[~ghost], xyz[ghost], self.n_real, self.descrpt.rcut_r, self.radial_basis)
+                    )
         values = np.concatenate(values) if values else np.zeros(0)
         if not values.size:
             return
@@ -179,8 +171,6 @@ class ChargeFitting(DOSFitting):
         self.rho_std = float(max(values.std(), protection * 1e-2, 1e-6))
         log.info("charge fitting: density mean %.6g, std %.6g e/A^3 over %d ghost points", self.rho_mean, self.rho_std, values.size)
         if self.radial_basis:
-            from deepmd_charge.tf.basis import least_squares
-
             feats = np.concatenate(feats)
             self.basis_mean = feats.mean(axis=0)
             self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
@@ -195,17 +185,6 @@ class ChargeFitting(DOSFitting):
                 np.abs(resid).mean(),
                 np.abs(values - values.mean()).mean(),
             )
-
-    def _stat_features(self, all_stat, i, f, ghost):
-        """Radial basis sums at the ghosts of statistics frame f of batch i (numpy)."""
-        from deepmd_charge.tf.basis import basis_sums_numpy
-
-        nat = np.shape(all_stat["type"][i])[-1]
-        types = np.reshape(all_stat["type"][i], (-1, nat))[f]
-        coord = np.reshape(all_stat["coord"][i], (-1, nat, 3))[f]
-        box = np.reshape(all_stat["box"][i], (-1, 3, 3))[f]
-        real = ~ghost
-        return basis_sums_numpy(box, coord[real], types[real], coord[ghost], self.n_real, self.descrpt.rcut_r, self.radial_basis)
 
     # ---- graph ----------------------------------------------------------------------------
     def build(self, inputs, natoms, input_dict=None, reuse=None, suffix: str = ""):
@@ -230,9 +209,8 @@ class ChargeFitting(DOSFitting):
                 initializer=tf.constant_initializer(self.rho_std),
             )
             if self.radial_basis:
-                nfeat = self.n_real * self.radial_basis
                 t_bmean, t_bstd = (
-                    tf.get_variable(name, [nfeat], dtype=GLOBAL_TF_FLOAT_PRECISION, trainable=False, initializer=tf.constant_initializer(value))
+                    tf.get_variable(name, [self.n_basis_features], dtype=GLOBAL_TF_FLOAT_PRECISION, trainable=False, initializer=tf.constant_initializer(value))
                     for name, value in (("t_basis_mean", self.basis_mean), ("t_basis_std", self.basis_std))
                 )
         nframes = tf.shape(inputs)[0]
@@ -248,7 +226,7 @@ class ChargeFitting(DOSFitting):
                 basis = self._basis_features(nframes, natoms, start)  # [nframes, n_ghost, nfeat]
                 normed = (basis - t_bmean) / t_bstd
                 ghost_inputs = tf.concat([ghost_inputs, tf.cast(normed, ghost_inputs.dtype)], axis=2)
-                extra += self.n_real * self.radial_basis
+                extra += self.n_basis_features
             if self.radial_neuron:
                 radial = self._radial_features(nframes, natoms, start, reuse, suffix)
                 ghost_inputs = tf.concat([ghost_inputs, tf.cast(radial, ghost_inputs.dtype)], axis=2)
@@ -279,13 +257,12 @@ class ChargeFitting(DOSFitting):
                     init = (self.radial_variables or {}).get(f"charge_basis{suffix}/weights")
                     w = tf.get_variable(
                         "weights",
-                        [self.n_real * self.radial_basis, 1],
+                        [self.n_basis_features, 1],
                         dtype=GLOBAL_TF_FLOAT_PRECISION,
                         initializer=tf.constant_initializer(self.basis_w.reshape(-1, 1) if init is None else init),
                         trainable=True,
                     )
-                nfeat = self.n_real * self.radial_basis
-                out = out + tf.reshape(tf.matmul(tf.reshape(basis, [-1, nfeat]), w), [nframes, n_ghost, 1])
+                out = out + tf.reshape(tf.matmul(tf.reshape(basis, [-1, self.n_basis_features]), w), [nframes, n_ghost, 1])
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
             outs = tf.concat([zeros, out], axis=1)
         else:
@@ -307,7 +284,7 @@ class ChargeFitting(DOSFitting):
         r2 = tf.reduce_sum(tf.cast(rij, GLOBAL_TF_FLOAT_PRECISION) ** 2, axis=-1)
         # empty slots (nlist -1) get r = 0, which phi maps to 0; the sqrt is guarded for its gradient
         r = tf.where(nlist >= 0, tf.sqrt(tf.maximum(r2, 1e-12)), tf.zeros_like(r2))
-        f = phi(r, float(d.rcut_r), self.radial_basis, xp=_tfmath)  # [nframes, n_ghost, nnei, K]
+        f = phi(r, float(d.rcut_r), self.radial_basis, xp=tf)  # [nframes, n_ghost, nnei, K]
         # se_e2_a keeps the neighbours of element t in the slots sel[:t].sum() .. sel[:t+1].sum()
         bounds = np.cumsum([0] + list(d.sel_a))
         per_type = [tf.reduce_sum(f[:, :, bounds[t] : bounds[t + 1], :], axis=2) for t in range(self.n_real)]
@@ -348,13 +325,12 @@ class ChargeFitting(DOSFitting):
         self.radial_variables = {
             node.name: tf.make_ndarray(node.attr["value"].tensor)
             for node in graph_def.node
-            if node.op == "Const" and node.name.startswith(prefix) and node.name[len(prefix) :].split("_")[0] in ("matrix", "bias", "linear")
-        }
-        bprefix = f"charge_basis{suffix}/"
-        self.radial_variables.update(
-            {node.name: tf.make_ndarray(node.attr["value"].tensor) for node in graph_def.node if node.op == "Const" and node.name == bprefix + "weights"}
-        )
-        self.radial_variables = self.radial_variables or None
+            if node.op == "Const"
+            and (
+                (node.name.startswith(prefix) and node.name[len(prefix) :].split("_")[0] in ("matrix", "bias", "linear"))
+                or node.name == f"charge_basis{suffix}/weights"
+            )
+        } or None
         try:
             self.rho_mean = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_mean"))
             self.rho_std = float(get_tensor_by_name_from_graph(graph, f"fitting_attr{suffix}/t_rho_std"))

@@ -202,20 +202,18 @@ def main(argv=None) -> None:
     parser.add_argument("--fresh", type=Path, metavar="DIR", help="write new rattled structures (--seeds) to DIR instead")
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103], help="rattle seeds for --fresh")
     args = parser.parse_args(argv)
+    root = HERE / "dft"
     if args.fresh:
-        for seed in args.seeds:
-            STRUCTURES[f"rattled_{seed}"] = (0.10, seed, 0.0)
-        log(f"GPAW {gpaw.__version__}, ASE {ase.__version__}, {world.size} MPI rank(s)")
-        for seed in args.seeds:
-            run(f"rattled_{seed}", args.force, root=args.fresh.resolve())
-        return
+        root = args.fresh.resolve()
+        args.names = [f"rattled_{seed}" for seed in args.seeds]
+        STRUCTURES.update({name: (0.10, seed, 0.0) for name, seed in zip(args.names, args.seeds)})
     unknown = [n for n in args.names if n not in STRUCTURES]
     if unknown:
         parser.error(f"unknown structure(s) {unknown}; choose from {', '.join(STRUCTURES)}")
     log(f"GPAW {gpaw.__version__}, ASE {ase.__version__}, {world.size} MPI rank(s)")
     t0 = time.perf_counter()
     for name in args.names or list(STRUCTURES):
-        run(name, args.force)
+        run(name, args.force, root=root)
     log(f"total {time.perf_counter() - t0:.1f} s")
 
 
