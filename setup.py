@@ -11,6 +11,7 @@ setup(
     license="LGPL-3.0-or-later",
     python_requires=">=3.10",
     packages=find_packages(include=["deepmd_charge", "deepmd_charge.*"]),
+    package_data={"deepmd_charge.tf": ["table_sum.cc"]},  # compiled on first use (tf/kernel.py)
     install_requires=[
         "deepmd-kit[cpu]>=3.2,<3.3",
         "numpy",

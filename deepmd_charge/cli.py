@@ -19,6 +19,12 @@ from deepmd_charge.io.files import check_writable
 
 def _add_threads(p):
     p.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: OMP_NUM_THREADS or all cores)")
+    p.add_argument(
+        "--plain-graph",
+        action="store_true",
+        help="evaluate the frozen graph as it is instead of its tabulated networks (same density to ~1e-12 in "
+        "float64, several times slower; docs/large-systems.md)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,10 +143,10 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def _load_model(path, threads):
+def _load_model(path, threads, plain_graph=False):
     from deepmd_charge.predict import DeepCharge
 
-    return DeepCharge(path, threads=threads)
+    return DeepCharge(path, threads=threads, tabulate=not plain_graph)
 
 
 def cmd_predict(args) -> int:
@@ -152,13 +158,13 @@ def cmd_predict(args) -> int:
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
     check_writable(args.output)  # before any work: a late failure would also strand MPI ranks
     atoms = read_structure(args.structure, elements=args.elements)
-    dc = _load_model(args.model, args.threads)
+    dc = _load_model(args.model, args.threads, args.plain_graph)
     dc.check_structure(atoms, args.structure)
     models = [dc]
     if args.spin_model:
         if fmt == "cube":
             raise InputError("--spin-model", "writes a spin-polarised CHGCAR; a cube file holds one density")
-        models.append(_load_model(args.spin_model, args.threads))
+        models.append(_load_model(args.spin_model, args.threads, args.plain_graph))
         models[1].check_structure(atoms, args.structure)
     trailers, shape = [""] * len(models), args.grid
     if args.like:
@@ -189,7 +195,8 @@ def cmd_predict(args) -> int:
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(models)
     ranks = f" on {comm.Get_size()} MPI ranks" if comm else ""
-    print(f"grid {'x'.join(map(str, shape))} ({npts} points) in {elapsed:.1f} s{ranks}, {npts / elapsed:,.0f} points/s")
+    how = "tabulated networks" if models[0].tabulated else f"plain graph: {models[0].why_not_tabulated}"
+    print(f"grid {'x'.join(map(str, shape))} ({npts} points) in {elapsed:.1f} s{ranks}, {npts / elapsed:,.0f} points/s ({how})")
     print(f"electrons: {count:.6f}")
     if len(integrals) > 1:
         print(f"magnetization: {integrals[1]:.6f} muB")
@@ -244,7 +251,7 @@ def cmd_test(args) -> int:
     for path in (args.json, args.plot, args.slice):
         if path:
             check_writable(path)
-    dc = _load_model(args.model, args.threads)
+    dc = _load_model(args.model, args.threads, args.plain_graph)
     results = []
     for item in args.data:
         if is_npy_system(item):

@@ -7,6 +7,10 @@ points are the local atoms of one call and only the real atoms (periodic images 
 rcut + the bin's half-diagonal are passed as their candidate neighbours, in DeePMD-kit's own
 "neighbour list in the mesh tensor" mode. The same C++ environment op then keeps the true
 neighbours within rcut. Cost is linear in the number of points and independent of system size.
+
+By default the per-neighbour networks (embedding, radial net, radial basis) are evaluated from
+interpolation tables by a small kernel of ours (tf/tabulate.py, tf/table_sum.cc): the same
+density to ~1e-12 in float64, several times faster (docs/benchmarks.md section 3).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class DeepCharge:
     >>> rho_pts = dc.predict_points(atoms, points)        # points: (M, 3) cartesian Angstrom
     """
 
-    def __init__(self, model_file, threads: int | None = None):
+    def __init__(self, model_file, threads: int | None = None, tabulate: bool = True):
         from deepmd.tf.env import tf
 
         path = Path(model_file)
@@ -78,13 +82,35 @@ class DeepCharge:
         self.type_map = get("model_attr/tmap").decode().split()
         self.ghost_type = len(self.type_map) - 1
         self.rcut = float(get("descrpt_attr/rcut"))
-        self._t_coord = self.graph.get_tensor_by_name("t_coord:0")
-        self._t_type = self.graph.get_tensor_by_name("t_type:0")
-        self._t_natoms = self.graph.get_tensor_by_name("t_natoms:0")
-        self._t_box = self.graph.get_tensor_by_name("t_box:0")
-        self._t_mesh = self.graph.get_tensor_by_name("t_mesh:0")
-        self._o_rho = self.graph.get_tensor_by_name("o_atom_dos:0")
+        self._bind(self.graph, self.graph.get_tensor_by_name("o_atom_dos:0"))
         self.precision = self._t_coord.dtype.as_numpy_dtype
+        self.tabulated = False
+        self.why_not_tabulated = "asked for (--plain-graph)"
+        if tabulate:
+            self._use_tables(names, config)
+
+    def _use_tables(self, names, config):
+        """Switch to the tabulated graph (tf/tabulate.py) when it can reproduce this model."""
+        from deepmd.tf.env import tf
+
+        from deepmd_charge.tf.kernel import load_kernel
+        from deepmd_charge.tf.tabulate import build_tabulated_graph, unsupported_reason
+
+        self.why_not_tabulated = unsupported_reason(self.script, names)
+        kernel = None if self.why_not_tabulated else load_kernel()
+        if kernel is None:
+            self.why_not_tabulated = self.why_not_tabulated or "the prediction kernel could not be built"
+            return
+        graph, out, _ = build_tabulated_graph(self.graph.as_graph_def(), self.script, self.ghost_type, kernel)
+        self.sess.close()
+        self.sess = tf.Session(graph=graph, config=config)
+        self._bind(graph, out)
+        self.tabulated = True
+
+    def _bind(self, graph, output):
+        self.graph, self._o_rho = graph, output
+        for name in ("t_coord", "t_type", "t_natoms", "t_box", "t_mesh"):
+            setattr(self, f"_{name}", graph.get_tensor_by_name(name + ":0"))
 
     @property
     def elements(self) -> list:

@@ -1,0 +1,253 @@
+"""Tabulated prediction graph: the frozen model's per-neighbour networks as interpolation tables.
+
+Every per-neighbour quantity of a charge model is a smooth function of one number per neighbour:
+the embedding net G(x) and the learned radial net g(x) of x = (s(r) - avg) / std (the first
+column of se_e2_a's normalised environment matrix), and the radial basis phi(r) of the distance.
+Prediction spent most of its time evaluating those nets, tanh and all, on every one of the sel
+slots (profile_predict.py on the plain graph: embedding 30-47 %, radial net 10-13 %, basis
+15-20 %). Here they become piecewise quintic tables, summed over the real neighbours by one
+small kernel (table_sum.cc) per table:
+
+    T[c, m] = sum_j em[j, c] G_m(x_j)     (then D = T^T T< / nnei^2 as se_e2_a does)
+    R[m]    = sum_j s_j g_m(x_j) / nnei   B[k] = sum_j phi_k(r_j)
+
+DeePMD-kit's environment op (neighbours, s(r), em) and the frozen fitting net are reused as they
+are: the frozen graph is imported twice, once for its environment op and once, with the
+descriptor and the two sums replaced by the tabulated ones, for its fitting net. Tables cover the
+ghost centre type only (the only local atoms in prediction), the real neighbour types, and the
+range prediction can meet (neighbours from CORE_RADIUS to rcut): a few MB of memory, no file.
+This is what `dp compress` does for the embedding net alone (with a 1 GB file for charge models
+in a first try and no speed-up measured here, docs/large-systems.md). The tables agree with the
+plain graph to 1e-12 (float64; tests/test_tabulate.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepmd_charge.convert import CORE_RADIUS
+
+# Table strides in x. Node spacing is a power of two so that DeePMD-kit's kernel locates intervals
+# exactly; 2^-7 keeps the quintic interpolation error below 1e-9 of the net's output (measured in
+# tests/test_tabulate.py), and the near-core zone (r < NEAR_CORE A, large x) uses 2^-4.
+FINE_STRIDE = 2.0**-7
+COARSE_STRIDE = 2.0**-4
+NEAR_CORE = 0.7
+
+# Chebyshev nodes of a quintic on [0, 1]: interpolation at them is within a factor ~2 of the best fit
+_NODES = 0.5 * (1.0 - np.cos((2 * np.arange(6) + 1) * np.pi / 12))
+_VANDER_INV = np.linalg.inv(np.vander(_NODES, 6, increasing=True))
+
+
+def unsupported_reason(script: dict, node_names: set) -> str | None:
+    """Why the tabulated graph cannot reproduce this model (None if it can)."""
+    model = script.get("model", {})
+    desc = model.get("descriptor", {})
+    fit = model.get("fitting_net", {})
+    if desc.get("type") not in ("se_e2_a", "se_a"):
+        return f"descriptor type {desc.get('type')!r} (only se_e2_a is tabulated)"
+    if "type_embedding" in model or desc.get("exclude_types"):
+        return "type embedding or exclude_types"
+    if desc.get("env_protection", 0.0):
+        return "env_protection"
+    if not any(n.startswith("filter_type_") and "/matrix_" in n for n in node_names):
+        return "a compressed model (dp compress): its own tables are used"
+    if "o_rmat" not in node_names or "o_descriptor" not in node_names:
+        return "no environment-matrix / descriptor outputs in the graph"
+    return None
+
+
+def _sum_tensors(graph_def) -> dict:
+    """Names of the radial-sum and basis-sum tensors in a frozen charge model.
+
+    `dp freeze` keeps only the graph's declared outputs by name, so they are found by structure:
+    each is reshaped into the matrix product with its linear weights (charge_radial/linear,
+    charge_basis/weights; tf/fitting.py), and every other consumer reads the same tensor.
+    """
+    nodes = {n.name: n for n in graph_def.node}
+    found = {}
+    for n in graph_def.node:
+        if n.op != "MatMul" or len(n.input) < 2:
+            continue
+        for key, weights in (("radial", "charge_radial/linear"), ("basis", "charge_basis/weights")):
+            if n.input[1].split(":")[0] in (weights, weights + "/read"):
+                reshape = nodes[n.input[0].split(":")[0]]
+                if reshape.op == "Reshape":
+                    found[key] = reshape.input[0] if ":" in reshape.input[0] else reshape.input[0] + ":0"
+    return found
+
+
+class Table:
+    """Quintic interpolation of vector functions of x, in DeePMD-kit's TabulateFusionSeA layout.
+
+    Two zones: [lower, upper) with FINE_STRIDE and [upper, max) with COARSE_STRIDE;
+    coef[k, p, m] multiplies (x - x_k)^p for output column m (table_sum.cc reads this layout).
+    """
+
+    def __init__(self, func, x_min: float, x_split: float, x_max: float):
+        h0, h1 = FINE_STRIDE, COARSE_STRIDE
+        self.lower = np.floor(x_min / h1) * h1
+        self.upper = max(self.lower + h1, np.ceil(x_split / h1) * h1)
+        n0 = int(round((self.upper - self.lower) / h0))
+        n1 = int(np.ceil((x_max - self.upper) / h1)) + 1
+        self.max = self.upper + n1 * h1
+        starts = np.concatenate([self.lower + h0 * np.arange(n0), self.upper + h1 * np.arange(n1)])
+        widths = np.concatenate([np.full(n0, h0), np.full(n1, h1)])
+        values = func((starts[:, None] + widths[:, None] * _NODES).reshape(-1))  # (n * 6, M)
+        ncol = values.shape[1]
+        values = values.reshape(len(starts), 6, ncol)
+        coef = np.einsum("pq,kqm->kpm", _VANDER_INV, values)  # in t = (x - x_k) / width
+        coef /= widths[:, None, None] ** np.arange(6)[None, :, None]  # in (x - x_k)
+        self.coef = np.ascontiguousarray(coef)  # [K, 6, M]: the kernel's layout, power by power
+        self.ncol = ncol
+        self.info = np.array([self.lower, self.upper, self.max, h0, h1])
+
+    def __call__(self, x):
+        """numpy evaluation (for tests), as the kernel does it."""
+        x = np.asarray(x, dtype=np.float64)
+        n0 = int(round((self.upper - self.lower) / FINE_STRIDE))
+        k = np.where(
+            x < self.upper,
+            np.floor((x - self.lower) / FINE_STRIDE),
+            n0 + np.floor((x - self.upper) / COARSE_STRIDE),
+        ).astype(int)
+        k = np.clip(k, 0, len(self.coef) - 1)
+        start = np.where(k < n0, self.lower + k * FINE_STRIDE, self.upper + (k - n0) * COARSE_STRIDE)
+        t = np.clip(x, self.lower, self.max) - start
+        return np.einsum("npm,np->nm", self.coef[k], t[:, None] ** np.arange(6))
+
+
+def _net_function(consts: dict, scope: str, suffix: str, neuron, activation: str, resnet_dt: bool, precision):
+    """x -> DeePMD-kit's embedding_net(x) with the frozen weights, evaluated by DeePMD-kit itself."""
+    from deepmd.tf.common import get_activation_func
+    from deepmd.tf.env import tf
+    from deepmd.tf.utils.network import embedding_net
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(precision, [None, 1])
+        with tf.variable_scope(scope):
+            y = embedding_net(
+                x,
+                list(neuron),
+                precision,
+                activation_fn=get_activation_func(activation),
+                resnet_dt=resnet_dt,
+                name_suffix=suffix,
+                initial_variables=consts,
+            )
+        init = tf.global_variables_initializer()
+    sess = tf.Session(graph=graph)
+    sess.run(init)
+
+    def f(values):
+        return sess.run(y, feed_dict={x: np.asarray(values).reshape(-1, 1)}).astype(np.float64)
+
+    return f
+
+
+def _constants(graph_def, prefixes) -> dict:
+    from deepmd.tf.env import tf
+
+    return {
+        n.name: tf.make_ndarray(n.attr["value"].tensor)
+        for n in graph_def.node
+        if n.op == "Const" and n.name.startswith(tuple(prefixes))
+    }
+
+
+def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
+    """(graph, output tensor, replaced tensors): the frozen model with tabulated networks.
+
+    The graph has the frozen model's placeholders (t_coord, t_type, t_natoms, t_box, t_mesh) and
+    is valid when every local atom is a ghost (as in DeepCharge's chunks). `kernel` is the module
+    of kernel.load_kernel().
+    """
+    from deepmd.tf.env import tf
+
+    from deepmd_charge.tf.basis import phi
+
+    desc = script["model"]["descriptor"]
+    fit = script["model"]["fitting_net"]
+    names = {n.name for n in graph_def.node}
+    consts = _constants(graph_def, ("descrpt_attr/", "filter_type_", "charge_radial/", "fitting_attr/t_basis_mean"))
+    sel = [int(v) for v in consts["descrpt_attr/sel"]]
+    nnei = sum(sel)
+    rcut = float(consts["descrpt_attr/rcut"])
+    avg = consts["descrpt_attr/t_avg"].reshape(-1, nnei, 4)[ghost_type]
+    std = consts["descrpt_attr/t_std"].reshape(-1, nnei, 4)[ghost_type]
+    prec = {"float32": tf.float32}.get(desc.get("precision", "default"), tf.float64)
+    neuron = list(desc.get("neuron", [10, 20, 40]))
+    axis = int(desc.get("axis_neuron", 4))
+    n_real = len(sel) - 1  # the ghost type is last
+    nbasis = len(consts.get("fitting_attr/t_basis_mean", [])) // n_real
+    # the radial net's widths from its weights (the script may hold null for "the default")
+    radial_neuron = [consts[f"charge_radial/matrix_{i}"].shape[1] for i in range(1, 99) if f"charge_radial/matrix_{i}" in consts]
+    bounds = np.cumsum([0] + sel)
+    sums = _sum_tensors(graph_def)
+    if bool(radial_neuron) != ("radial" in sums) or bool(nbasis) != ("basis" in sums):
+        raise ValueError(f"radial/basis sums not found in the graph ({sorted(sums)})")
+    radial_net = None
+    if radial_neuron:
+        radial_net = _net_function(consts, "charge_radial", "", radial_neuron, fit.get("activation_function", "tanh"), False, prec)
+
+    def table_sum(table, x, w, nlist):
+        """sum over real neighbours of w (x) table(x): [P, C, M], in the model's precision
+        (float32 models get float32 tables; the environment op works in float64 regardless)."""
+        return kernel.charge_table_sum(tf.constant(table.coef, dtype=prec), tf.constant(table.info, dtype=prec),
+                                       tf.cast(x, prec), tf.cast(w, prec), nlist)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+        get = graph.get_tensor_by_name
+        em_all = tf.reshape(get("o_rmat:0"), [-1, nnei, 4])
+        nlist_all = tf.reshape(get("o_nlist:0"), [-1, nnei])
+        rij_all = tf.reshape(get("o_rij:0"), [-1, nnei, 3])
+        npts = tf.shape(em_all)[0]
+        tabs, radial_parts, basis_parts = [], [], []
+        for t in range(n_real):
+            n_t = sel[t]
+            if n_t == 0:
+                basis_parts.append(tf.zeros([npts, nbasis], dtype=prec))
+                continue
+            block = slice(bounds[t], bounds[t + 1])
+            a0, s0 = float(avg[bounds[t], 0]), float(std[bounds[t], 0])
+            if not (np.allclose(avg[block, 0], a0) and np.allclose(std[block, 0], s0)):
+                raise ValueError("descriptor statistics differ between slots of one element")
+            em, nlist = em_all[:, block, :], nlist_all[:, block]
+            x = em[:, :, 0]
+            x_pad = -a0 / s0  # x of an empty slot (s = 0), as the environment op writes it
+            x_split = (1.0 / NEAR_CORE - a0) / s0
+            x_top = (1.0 / (0.5 * CORE_RADIUS) - a0) / s0
+
+            scope = f"filter_type_{ghost_type}" if f"filter_type_{ghost_type}/matrix_1_{t}" in names else "filter_type_all"
+            g_net = _net_function(consts, scope, f"_{t}", neuron, desc.get("activation_function", "tanh"), bool(desc.get("resnet_dt", False)), prec)
+            tab_g = Table(g_net, x_pad, x_split, x_top)
+            # se_e2_a sums over the empty slots too: each adds G(x_pad) (x) (x_pad, 0, 0, 0)
+            n_empty = tf.reduce_sum(tf.cast(nlist < 0, prec), axis=1)
+            pad_g = tf.constant(np.outer([x_pad, 0, 0, 0], g_net(np.array([x_pad]))[0]), dtype=prec)
+            tabs.append(table_sum(tab_g, x, em, nlist) + n_empty[:, None, None] * pad_g)
+
+            if radial_net is not None:
+                tab_r = Table(radial_net, x_pad, x_split, x_top)
+                s_over_n = ((x * s0 + a0) / nnei)[:, :, None]
+                radial_parts.append(table_sum(tab_r, x, s_over_n, nlist)[:, 0, :])
+            if nbasis:
+                # phi is smooth in r but not in x (r(x) has a cube-root branch at rcut): a table on r
+                tab_b = Table(lambda r: phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE)
+                r = tf.sqrt(tf.reduce_sum(tf.square(rij_all[:, block, :]), axis=2))
+                basis_parts.append(table_sum(tab_b, r, tf.ones_like(r)[:, :, None], nlist)[:, 0, :])
+        xyz = tf.add_n(tabs) / nnei  # [P, 4, M1]
+        d = tf.matmul(xyz, xyz[:, :, :axis], transpose_a=True)  # [P, M1, axis]
+        input_map = {"o_descriptor:0": tf.reshape(tf.cast(d, get("o_descriptor:0").dtype), [1, -1])}
+        for p in ("t_coord", "t_type", "t_natoms", "t_box", "t_mesh"):
+            input_map[p + ":0"] = get(p + ":0")
+        if radial_parts:
+            radial = tf.cast(tf.add_n(radial_parts), get(sums["radial"]).dtype)
+            input_map[sums["radial"]] = tf.reshape(radial, [1, -1, radial_neuron[-1]])
+        if nbasis:
+            basis = tf.cast(tf.concat(basis_parts, axis=1), get(sums["basis"]).dtype)
+            input_map[sums["basis"]] = tf.reshape(basis, [1, -1, n_real * nbasis])
+        (out,) = tf.import_graph_def(graph_def, input_map=input_map, return_elements=["o_atom_dos:0"], name="tabulated")
+    return graph, out, input_map

@@ -1,0 +1,104 @@
+"""The tabulated prediction graph (tf/tabulate.py, tf/table_sum.cc) gives the plain graph's density."""
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from conftest import run
+
+
+def test_table_interpolates_smooth_functions():
+    from deepmd_charge.tf.tabulate import Table
+
+    def f(x):
+        return np.stack([np.sin(3 * x), np.exp(-(x**2)), np.tanh(0.7 * x - 1)], axis=1)
+
+    table = Table(f, -0.37, 2.1, 30.0)
+    x = np.concatenate([np.random.default_rng(0).uniform(-0.37, 30.0, 5000), [table.upper, table.upper - 1e-12, 29.999]])
+    assert np.abs(table(x) - f(x)).max() < 1e-10
+    # outside the range: the value at the nearest end
+    np.testing.assert_allclose(table(np.array([-5.0])), f(np.array([table.lower])), atol=1e-10)
+    assert table.coef.shape[1:] == (6, 3)
+
+
+def _points_near_atoms(atoms, distances, seed=0):
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(len(distances), 3))
+    dirs /= np.linalg.norm(dirs, axis=1)[:, None]
+    centres = atoms.positions[rng.integers(0, len(atoms), len(distances))]
+    return centres + dirs * np.asarray(distances)[:, None]
+
+
+def test_tabulated_equals_plain_graph(trained, model):
+    from deepmd_charge import DeepCharge
+
+    assert model.tabulated, model.why_not_tabulated
+    plain = DeepCharge(trained["model"], tabulate=False)
+    assert not plain.tabulated
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.1, seed=3)
+    atoms.set_cell(atoms.cell[:] @ np.array([[1, 0, 0], [0.3, 1, 0], [0.1, -0.2, 1.05]]), scale_atoms=True)  # skewed
+    pts = np.concatenate([
+        np.random.default_rng(1).random((500, 3)) @ atoms.cell[:],
+        _points_near_atoms(atoms, np.linspace(0.05, 0.6, 60)),  # near nuclei (and inside CORE_RADIUS)
+        _points_near_atoms(atoms, np.linspace(3.9, 4.05, 30), seed=2),  # neighbours crossing rcut (4 A)
+    ])
+    np.testing.assert_allclose(model.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("precision, atol", [("float64", 1e-10), ("float32", 2e-5)])
+def test_two_elements_unequal_sel(tmp_path, precision, atol):
+    """Per-element neighbour blocks of different sizes, both radial parts, both precisions."""
+    from deepmd_charge import DeepCharge
+
+    atoms = bulk("NaCl", "rocksalt", a=5.0, cubic=True)
+    atoms.rattle(0.15, seed=5)
+    types = np.array([0 if s == "Na" else 1 for s in atoms.get_chemical_symbols()])
+    rng = np.random.default_rng(0)
+    sysdir = tmp_path / "data"
+    (sysdir / "set.000").mkdir(parents=True)
+    pts = rng.random((4, 50, 3)) @ atoms.cell[:]
+    np.save(sysdir / "set.000" / "coord.npy", np.concatenate([np.tile(atoms.positions, (4, 1, 1)), pts], axis=1).reshape(4, -1))
+    np.save(sysdir / "set.000" / "box.npy", np.tile(atoms.cell[:].reshape(-1), (4, 1)))
+    rho = np.concatenate([np.zeros((4, len(atoms))), 0.1 + rng.random((4, 50))], axis=1)
+    np.save(sysdir / "set.000" / "density.npy", rho)
+    (sysdir / "type.raw").write_text("\n".join(map(str, list(types) + [2] * 50)) + "\n")
+    (sysdir / "type_map.raw").write_text("Na\nCl\nX\n")
+    inp = {
+        "model": {
+            "type_map": ["Na", "Cl", "X"],
+            "descriptor": {"type": "se_e2_a", "sel": [20, 30, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1, "precision": precision},
+            "fitting_net": {"type": "charge", "neuron": [8], "radial_neuron": [4, 8], "radial_basis": 6, "seed": 1, "precision": precision},
+        },
+        "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-4},
+        "training": {"training_data": {"systems": str(sysdir)}, "numb_steps": 20, "disp_freq": 20, "save_freq": 20, "seed": 1},
+    }
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)
+    run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=tmp_path)
+    fast = DeepCharge(tmp_path / "model.pb")
+    assert fast.tabulated, fast.why_not_tabulated
+    plain = DeepCharge(tmp_path / "model.pb", tabulate=False)
+    test_pts = np.concatenate([rng.random((300, 3)) @ atoms.cell[:], _points_near_atoms(atoms, np.linspace(0.1, 1.0, 40))])
+    a, b = fast.predict_points(atoms, test_pts), plain.predict_points(atoms, test_pts)
+    assert np.ptp(b) > 1e-3  # not a constant model
+    np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+
+
+def test_without_a_compiler_the_plain_graph_is_used(trained, monkeypatch, tmp_path):
+    from deepmd_charge import DeepCharge
+    from deepmd_charge.tf import kernel
+
+    monkeypatch.setenv("CXX", "/bin/false")
+    monkeypatch.setenv("DP_CHARGE_CACHE", str(tmp_path))
+    kernel.load_kernel.cache_clear()
+    try:
+        dc = DeepCharge(trained["model"])
+        assert not dc.tabulated and "kernel" in dc.why_not_tabulated
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        assert np.all(np.isfinite(dc.predict(atoms, grid=(6, 6, 6))))
+        assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
+    finally:
+        kernel.load_kernel.cache_clear()
