@@ -52,7 +52,11 @@ def load_kernel():
     ).hexdigest()[:16]
     lib = cache_dir() / f"table_sum-{key}.so"
     if not lib.exists():
-        lib.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lib.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            log.warning("cannot create %s (%s; set DP_CHARGE_CACHE); using the plain frozen graph", lib.parent, err)
+            return None
         print(f"deepmd-charge: building the prediction kernel for this machine, once (about 20 s), in {lib.parent}", file=sys.stderr)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
         os.close(fd)
