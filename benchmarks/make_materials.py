@@ -19,7 +19,9 @@ Atoms are listed element by element (O before H, Al before Mg) so that POSCAR ha
              to 0.3 A along each axis and given a random orientation (O-H 0.97 A, H-O-H 104.5 deg;
              numpy default_rng seed 1 / 2); a draw is redone until no O-O distance is below 2.6 A
              and no O...H or H...H distance between molecules below 1.5 A; then rattled stdev
-             0.02 A (ase seed 1 / 2). 64 valence e.
+             0.02 A (ase seed 1 / 2). 64 valence e. --water-extra N adds N more configurations
+             for training on several structures, made the same way with seeds 3, 4, ...:
+             rattled_c, rattled_d, ... (rattled_b stays the test structure).
     almg     Al-Mg alloy: fcc Al 2x2x2 conventional cells (32 atoms, a = 4.05 A) with 8 random
              sites made Mg (numpy default_rng seed 1 / 2: two different decorations), then rattled
              stdev 0.05 A (ase seed 1 / 2). Mg uses GPAW's 2-electron setup (setups={'Mg': '2'},
@@ -52,7 +54,11 @@ Measured (one core, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1, the other core bus
     water/rattled_b     5 s    63.999998    0.0012 / 9.981 / 0.2674       none              1.8 MB
     almg/rattled_a     39 s    87.999903   -4.133 / 0.282 / 0.1656        2.45 %, -7.05 e   3.9 MB
     almg/rattled_b     38 s    87.999903   -4.104 / 0.282 / 0.1656        2.46 %, -7.05 e   3.9 MB
+    water/rattled_c     6 s    63.999998    0.0012 / 9.956 / 0.2674       none              1.8 MB
+    water/rattled_d     5 s    63.999998    0.0012 / 9.928 / 0.2674       none              1.8 MB
+    water/rattled_e     5 s    63.999998    0.0010 / 9.936 / 0.2674       none              1.8 MB
 
+(rattled_c-e: `water --water-extra 3`, 17.8 s with rattled_a/b skipped; 5.2-5.8 s of SCF each.)
 All eight in 321 s (5.4 min; writing and reading back a CHGCAR.gz adds 1-2 s each); the output
 folder holds 32 MB (33.0e6 bytes, GPAW logs included). Si64 at these settings takes 1 min per
 structure, so no reduction of its cutoff or grid was needed. The Si, Al and Mg densities dip
@@ -62,10 +68,12 @@ ripples, 2.7e-4 e in all). The water density stays positive and peaks at 10 e/A^
 
 Usage (from the repository root; serial, one core)::
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/make_materials.py [--out DIR] [--force] [material ...]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/make_materials.py [--out DIR] [--force] [--water-extra N] [material ...]
 
-Structures whose CHGCAR.gz exists are skipped unless --force is given. The run is deterministic:
-redoing water into another folder gave byte-identical CHGCAR.gz files.
+Structures whose CHGCAR.gz exists are skipped unless --force is given. The structures are
+deterministic (redoing water into another folder gave byte-identical POSCARs); the densities of a
+rerun differ only in the last written digit of a few values (GPAW's floating point; compare with
+zcat), and the gzip header holds the time of writing, so the CHGCAR.gz bytes differ.
 """
 
 from __future__ import annotations
@@ -94,10 +102,16 @@ from gpaw import GPAW, PW, FermiDirac  # noqa: E402
 from deepmd_charge.io.chgcar import format_poscar, read_chgcar, write_chgcar  # noqa: E402
 
 SEEDS = {"rattled_a": 1, "rattled_b": 2}  # name -> seed of the rattle (and of the random choices)
+WATER_EXTRA_MAX = 24  # --water-extra: rattled_c (seed 3), rattled_d (seed 4), ... up to rattled_z
 VALENCE = {"Si": 4, "Al": 3, "Mg": 2, "O": 6, "H": 1}  # with the setups chosen below
 GRID_REFINEMENT = 2
 A_SI, A_AL = 5.43, 4.05  # A
 O_H, HOH = 0.97, 104.5  # A, degrees
+
+
+def water_extra_seeds(n: int) -> dict:
+    """The n extra water configurations of --water-extra: rattled_c with seed 3, rattled_d with seed 4, ..."""
+    return {f"rattled_{chr(ord('c') + i)}": 3 + i for i in range(n)}
 
 
 def by_element(atoms: Atoms, order) -> Atoms:
@@ -171,7 +185,7 @@ MATERIALS = {
 }
 
 
-def make(material: str, name: str, out: Path, force: bool) -> None:
+def make(material: str, name: str, out: Path, force: bool, seed: int) -> None:
     build, settings, title = MATERIALS[material]
     folder = out / material / name
     chgcar = folder / "CHGCAR.gz"
@@ -179,7 +193,7 @@ def make(material: str, name: str, out: Path, force: bool) -> None:
         print(f"{material}/{name}: {chgcar} exists, skipped (use --force to redo)", flush=True)
         return
     folder.mkdir(parents=True, exist_ok=True)
-    atoms = build(SEEDS[name])
+    atoms = build(seed)
     n_valence = sum(VALENCE[s] for s in atoms.get_chemical_symbols())
     print(f"{material}/{name}: {atoms.get_chemical_formula()}, {len(atoms)} atoms, "
           f"V = {atoms.get_volume():.2f} A^3, {n_valence} valence electrons", flush=True)
@@ -220,15 +234,21 @@ def main(argv=None) -> None:
                         help=f"materials to make (default all: {', '.join(MATERIALS)})")
     parser.add_argument("--out", type=Path, default=Path("/tmp/materials"), help="output folder (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="recompute existing CHGCAR.gz files")
+    parser.add_argument("--water-extra", type=int, default=0, metavar="N",
+                        help="also make N more water configurations for training on several structures: "
+                             "rattled_c, rattled_d, ... (seeds 3, 4, ...; default 0)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.materials) - set(MATERIALS))
     if unknown:
         parser.error(f"unknown material(s) {unknown}; choose from {', '.join(MATERIALS)}")
+    if not 0 <= args.water_extra <= WATER_EXTRA_MAX:
+        parser.error(f"--water-extra must be between 0 and {WATER_EXTRA_MAX}")
     print(f"GPAW {gpaw.__version__}, ASE {ase.__version__}", flush=True)
     start = time.perf_counter()
     for material in args.materials or list(MATERIALS):
-        for name in SEEDS:
-            make(material, name, args.out.resolve(), args.force)
+        seeds = dict(SEEDS, **water_extra_seeds(args.water_extra)) if material == "water" else SEEDS
+        for name, seed in seeds.items():
+            make(material, name, args.out.resolve(), args.force, seed)
     print(f"total {time.perf_counter() - start:.1f} s", flush=True)
 
 

@@ -2,6 +2,9 @@
 
     python benchmarks/make_materials.py                 # the DFT data, once (5.4 min on one core)
     python benchmarks/materials.py [--steps 8000] [--only si64 water] [--images docs/images]
+    python benchmarks/make_materials.py water --water-extra 2   # rattled_c, rattled_d: 6 s each, one core
+    python benchmarks/materials.py --only water --train-structures 3
+    python benchmarks/materials.py --only almg --type-embedding
 
 For each material of benchmarks/make_materials.py (si64, al_slab, water, almg) this trains one
 model on `rattled_a` with the recommended input of docs/templates.md (se_e2_a 25-50-100 / axis 16,
@@ -9,6 +12,12 @@ rcut 5, "sel": "auto", charge fitting with its defaults, start_lr 5e-3), scores 
 of `rattled_b` (never trained on) and on the training structure, and prints a markdown table with
 the Deep Charge paper's figure beside ours. With --images it writes a parity plot and a slice map
 (DFT | model | error) of rattled_b per material.
+
+--train-structures K trains on K structures instead: rattled_a plus the extra configurations
+rattled_c, rattled_d, ... of `make_materials.py --water-extra K-1` (water only so far), each
+converted with the same 10^5 points; the test structure stays rattled_b, which is never trained
+on, and "MAE on the training structure" stays that of rattled_a. K > 1 trains in
+<workdir>/<material>_train<K>, so the one-structure model in <workdir>/<material> is kept.
 """
 
 from __future__ import annotations
@@ -28,12 +37,19 @@ PAPER = {
     "water": "< 2.3e-3 (water)",
     "almg": "8e-4 (Al-Mg alloy)",
 }
+#: training structures beyond rattled_a, in the order make_materials.py --water-extra makes them
+EXTRA = [f"rattled_{c}" for c in "cdefghijklmnopqrstuvwxyz"]
 LABEL = {"si64": "Si64 crystal, rattled 0.05 A", "al_slab": "Al(111) slab, 16 atoms + vacuum", "water": "8 H2O liquid box", "almg": "Al24Mg8 fcc alloy"}
 
 
-def model_input(type_map, steps):
-    """The recommended starting point for one DFT structure (docs/templates.md)."""
-    return {
+def model_input(type_map, steps, type_embedding=False):
+    """The recommended starting point for one DFT structure (docs/templates.md).
+
+    type_embedding: se_e2_a with DeePMD-kit's type embedding (one embedding net for all elements,
+    the fitting sees mixed types). The charge fitting's radial basis and radial sums are not built
+    with mixed types, so they are set off here (radial_basis 0, radial_neuron []).
+    """
+    inp = {
         "model": {
             "type_map": type_map,
             "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0, "rcut_smth": 0.5, "neuron": [25, 50, 100], "axis_neuron": 16, "seed": 1},
@@ -42,6 +58,10 @@ def model_input(type_map, steps):
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
         "training": {"training_data": {"systems": "data"}, "numb_steps": steps, "disp_freq": max(100, steps // 20), "save_freq": steps, "seed": 1},
     }
+    if type_embedding:
+        inp["model"]["type_embedding"] = {"neuron": [8], "seed": 1}
+        inp["model"]["fitting_net"].update(radial_basis=0, radial_neuron=[])
+    return inp
 
 
 def sh(cmd, cwd):
@@ -51,19 +71,31 @@ def sh(cmd, cwd):
     return proc.stdout
 
 
-def run_material(name: str, data: Path, work: Path, steps: int, images: Path | None, reuse: bool = False) -> dict:
+def training_files(name: str, data: Path, n_structures: int) -> list[Path]:
+    """rattled_a, then rattled_c, rattled_d, ...: never rattled_b, the test structure."""
+    return [data / name / s / "CHGCAR.gz" for s in ["rattled_a", *EXTRA[: n_structures - 1]]]
+
+
+def run_material(name: str, data: Path, work: Path, steps: int, images: Path | None, reuse: bool = False,
+                 n_structures: int = 1, type_embedding: bool = False) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
-    train, test = data / name / "rattled_a" / "CHGCAR.gz", data / name / "rattled_b" / "CHGCAR.gz"
+    trains, test = training_files(name, data, n_structures), data / name / "rattled_b" / "CHGCAR.gz"
+    train = trains[0]
     work.mkdir(parents=True, exist_ok=True)
     elements = list(dict.fromkeys(read_chgcar(train).atoms.get_chemical_symbols()))
-    inp = json.dumps(model_input(elements + ["X"], steps), indent=2)
+    inp = json.dumps(model_input(elements + ["X"], steps, type_embedding), indent=2)
     done = work / "train_seconds.txt"
-    if reuse and done.exists() and (work / "input.json").read_text() == inp:
+    listed = work / "train_files.txt"  # absent in one-structure folders trained before it existed
+    files = "\n".join(map(str, trains)) + "\n"
+    same_files = listed.read_text() == files if listed.exists() else n_structures == 1
+    if reuse and done.exists() and (work / "input.json").read_text() == inp and same_files:
         seconds = float(done.read_text())  # same input, model already trained: score it again
     else:
-        sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1"], work)
+        # one set per file; file i is sampled with seed 1 + i, so rattled_a gets the same points as with K = 1
+        sh(["dp-charge", "convert", *map(str, trains), "-o", "data", "--seed", "1"], work)
         (work / "input.json").write_text(inp)
+        listed.write_text(files)
         t = time.perf_counter()
         sh(["dp", "--tf", "train", "input.json"], work)
         seconds = time.perf_counter() - t
@@ -77,7 +109,8 @@ def run_material(name: str, data: Path, work: Path, steps: int, images: Path | N
     # the --plot/--slice pictures are of the first input: the unseen structure
     sh(["dp-charge", "test", "model.pb", str(test), str(train), "--json", "metrics.json", "--quiet", *extra], work)
     m = json.loads((work / "metrics.json").read_text())
-    return {"name": name, "test": m["inputs"][0], "train": m["inputs"][1], "seconds": seconds, "steps": steps}
+    return {"name": name, "test": m["inputs"][0], "train": m["inputs"][1], "seconds": seconds, "steps": steps,
+            "structures": n_structures, "type_embedding": type_embedding}
 
 
 def main():
@@ -88,19 +121,37 @@ def main():
     parser.add_argument("--only", nargs="+", choices=list(PAPER), default=list(PAPER))
     parser.add_argument("--images", type=Path, default=None, help="write parity_<name>.png and slice_<name>.png here")
     parser.add_argument("--reuse", action="store_true", help="score models already trained in --workdir with the same input")
+    parser.add_argument("--train-structures", type=int, default=1, metavar="K",
+                        help="train on rattled_a plus K-1 extra configurations rattled_c, rattled_d, ... "
+                             "(make_materials.py --water-extra K-1; default 1)")
+    parser.add_argument("--type-embedding", action="store_true",
+                        help="se_e2_a with DeePMD-kit's type embedding (radial basis off); trains in <workdir>/<material>_tebd")
     args = parser.parse_args()
+    k = args.train_structures
+    if not 1 <= k <= 1 + len(EXTRA):
+        parser.error(f"--train-structures must be between 1 and {1 + len(EXTRA)}")
     missing = [n for n in args.only if not (args.data / n / "rattled_b" / "CHGCAR.gz").exists()]
     if missing:
         sys.exit(f"{args.data}: no DFT data for {missing}; run benchmarks/make_materials.py --out {args.data}")
+    short = [n for n in args.only if not all(f.exists() for f in training_files(n, args.data, k))]
+    if short:
+        sys.exit(f"{args.data}: fewer than {k} training structures for {short}; run "
+                 f"benchmarks/make_materials.py --out {args.data} {' '.join(short)} --water-extra {k - 1}"
+                 " (extra configurations exist for water only)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    rows = [run_material(n, args.data, args.workdir / n, args.steps, args.images, args.reuse) for n in args.only]
-    print(f"\nTrained on rattled_a, {args.steps} steps each, {os.cpu_count()} cores; scored on the full grid of rattled_b (unseen)\n")
+    tebd = "_tebd" if args.type_embedding else ""
+    rows = [run_material(n, args.data, args.workdir / ((n if k == 1 else f"{n}_train{k}") + tebd), args.steps, args.images,
+                         args.reuse, k, args.type_embedding) for n in args.only]
+    trained_on = "rattled_a" if k == 1 else f"{k} structures (rattled_a, {', '.join(EXTRA[:k - 1])})"
+    print(f"\nTrained on {trained_on}, {args.steps} steps each, {os.cpu_count()} cores; scored on the full grid of rattled_b (unseen)\n")
     print("| system | MAE (e/A^3) | NMAE | R^2 | electrons: model vs DFT | MAE on the training structure | paper's MAE | training (min) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, tr = r["test"], r["train"]
         rel = (t["electrons_pred"] - t["electrons_ref"]) / t["electrons_ref"]
-        print(f"| {LABEL[r['name']]} | {t['mae']:.2e} | {100 * t['nmae']:.2f}% | {t['r2']:.5f} | {t['electrons_pred']:.3f} vs {t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
+        label = LABEL[r["name"]] + ("" if r["structures"] == 1 else f", trained on {r['structures']} configurations")
+        label += ", type embedding (radial basis off)" if r["type_embedding"] else ""
+        print(f"| {label} | {t['mae']:.2e} | {100 * t['nmae']:.2f}% | {t['r2']:.5f} | {t['electrons_pred']:.3f} vs {t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
               f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} |")
 
 
