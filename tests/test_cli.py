@@ -132,6 +132,7 @@ def test_float32_model_trains_and_predicts(trained, tmp_path):
     (("descriptor", "sel", [40, 10]), "must have sel 0"),
     (("loss", "loss_func", "l4"), "loss_func"),
     (("fitting_net", "radial_basis", 1), "radial_basis must be 0 (off) or at least 2"),
+    (("type_embedding", "neuron", [4]), "radial_basis needs an se_e2_a descriptor without type embedding"),
 ])
 def test_dp_train_setup_mistakes_are_one_line(trained, tmp_path, change, message):
     from conftest import tiny_input
@@ -140,6 +141,9 @@ def test_dp_train_setup_mistakes_are_one_line(trained, tmp_path, change, message
     section, key, value = change
     if section == "loss":
         inp["loss"] = {"type": "charge", key: value}
+    elif section == "type_embedding":  # with an explicit basis, which mixed types cannot build
+        inp["model"]["type_embedding"] = {key: value}
+        inp["model"]["fitting_net"]["radial_basis"] = 16
     else:
         inp["model"][section][key] = value
     (tmp_path / "input.json").write_text(json.dumps(inp))

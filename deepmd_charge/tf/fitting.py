@@ -104,16 +104,17 @@ class ChargeFitting(DOSFitting):
         )
         self.ghost_type = ntypes - 1
         self.descrpt = descrpt
-        has_env = all(hasattr(descrpt, a) for a in ("sel_a", "nnei")) and type(descrpt).__name__ == "DescrptSeA"
+        # with type embedding (mixed types) build() has no per-element slots: no basis, no radial sums
+        has_env = all(hasattr(descrpt, a) for a in ("sel_a", "nnei")) and type(descrpt).__name__ == "DescrptSeA" and not mixed_types
         if radial_neuron is None:  # default: on where the descriptor's environment matrix is readable
             radial_neuron = DEFAULT_RADIAL if has_env else []
         self.radial_neuron = list(radial_neuron)
         if self.radial_neuron and not has_env:
-            raise ConfigError("fitting_net/radial_neuron needs an se_e2_a descriptor (it reads its environment matrix); set it to []")
+            raise ConfigError("fitting_net/radial_neuron needs an se_e2_a descriptor without type embedding (it reads its environment matrix); set it to []")
         if radial_basis is None:
             radial_basis = DEFAULT_BASIS if has_env else 0
         if radial_basis and not has_env:
-            raise ConfigError("fitting_net/radial_basis needs an se_e2_a descriptor (it reads its neighbour list); set it to 0")
+            raise ConfigError("fitting_net/radial_basis needs an se_e2_a descriptor without type embedding (it reads its neighbour list); set it to 0")
         if radial_basis < 0 or radial_basis == 1:
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
