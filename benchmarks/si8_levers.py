@@ -82,6 +82,7 @@ VARIANTS = [
     readme(" + 50 points per frame (2000 frames)", convert=["--points-per-frame", "50"]),
     readme(" + error-weighted points (1e5 of 110,592)", sampling="error"),
     readme(" + Huber loss (huber_delta 0.01)", loss="huber"),
+    readme(" + relative loss (|err| / (|rho| + 0.01))", loss="relative"),
     readme(" + MSE loss", loss="mse"),
     readme(" + rcut_smth 2.0", descriptor={"rcut_smth": 2.0}),
     readme(" + rcut_smth 4.0", descriptor={"rcut_smth": 4.0}),

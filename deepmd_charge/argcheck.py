@@ -34,10 +34,12 @@ doc_charge_loss = (
     "The whole section may be omitted; lcurve.out then reports rmse and mae of the density in e/A^3."
 )
 doc_loss_func = (
-    "mae (default), mse or huber: the error measure minimised over the grid points. mae matches "
+    "mae (default), mse, huber or relative (|error| / (|rho| + relative_floor)): the error measure "
+    "minimised over the grid points. mae matches "
     "the MAE/NMAE the method is judged by; in docs/benchmarks.md it scored as mse did."
 )
 doc_huber_delta = "For loss_func huber: quadratic below this error, linear above (e/A^3)."
+doc_relative_floor = "For loss_func relative: added to |rho| in the denominator so near-zero densities do not dominate (e/A^3)."
 doc_label = (
     "Name of the per-atom label file in each set: `density` reads set.*/density.npy (what "
     "`dp-charge convert` writes). Use atom_ener for data in the Deep Charge paper's own layout."
@@ -63,5 +65,6 @@ def loss_charge() -> list:
     return [
         Argument("loss_func", str, optional=True, default="mae", doc=doc_loss_func),
         Argument("huber_delta", float, optional=True, default=0.01, doc=doc_huber_delta),
+        Argument("relative_floor", float, optional=True, default=0.01, doc=doc_relative_floor),
         Argument("label", str, optional=True, default="density", doc=doc_label),
     ]

@@ -33,7 +33,8 @@ def test_loss_reads_ghost_atoms_only():
     np.testing.assert_allclose(_loss_values(pred2, label2, natoms), base)
 
 
-@pytest.mark.parametrize("func, expected", [("mae", (0.5 + 1) / 4), ("huber", (0.01 * (0.5 - 0.005) + 0.01 * (1 - 0.005)) / 4)])
+@pytest.mark.parametrize("func, expected", [("mae", (0.5 + 1) / 4), ("huber", (0.01 * (0.5 - 0.005) + 0.01 * (1 - 0.005)) / 4),
+                                         ("relative", (0.5 / 1.51 + 1 / 2.01) / 4)])
 def test_loss_functions(func, expected):
     natoms = np.array([5, 5, 1, 4])
     pred = np.array([0.0, 1.0, 2.0, 3.0, 4.0])

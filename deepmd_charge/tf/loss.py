@@ -11,7 +11,7 @@ from deepmd.utils.data import DataRequirementItem
 from deepmd_charge.errors import ConfigError
 
 DEFAULT_LABEL = "density"
-LOSS_FUNCS = ("mse", "mae", "huber")
+LOSS_FUNCS = ("mse", "mae", "huber", "relative")
 
 
 class ChargeLoss(Loss):
@@ -24,9 +24,11 @@ class ChargeLoss(Loss):
     ghost_type
         Index of the ghost type (the last type).
     loss_func
-        "mae" (default), "mse" or "huber".
+        "mae" (default), "mse", "huber" or "relative" (|error| / (|label| + relative_floor)).
     huber_delta
         Transition point of the Huber loss, e/A^3.
+    relative_floor
+        For "relative": added to |label| so that near-zero densities do not dominate, e/A^3.
     label
         Name of the per-atom label file in the data sets (`density` -> `set.*/density.npy`).
     """
@@ -37,6 +39,7 @@ class ChargeLoss(Loss):
         ghost_type: int,
         loss_func: str = "mae",
         huber_delta: float = 0.01,
+        relative_floor: float = 0.01,
         label: str = DEFAULT_LABEL,
         **kwargs,
     ) -> None:
@@ -46,6 +49,7 @@ class ChargeLoss(Loss):
         self.ghost_type = ghost_type
         self.loss_func = loss_func
         self.huber_delta = huber_delta
+        self.relative_floor = relative_floor
         self.label = label
 
     def _ghost_part(self, values, natoms):
@@ -63,6 +67,8 @@ class ChargeLoss(Loss):
             loss = mse
         elif self.loss_func == "mae":
             loss = mae
+        elif self.loss_func == "relative":
+            loss = tf.reduce_mean(tf.abs(diff) / (tf.abs(ref) + self.relative_floor))
         else:
             adiff = tf.abs(diff)
             d = self.huber_delta
