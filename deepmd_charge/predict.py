@@ -75,7 +75,7 @@ class DeepCharge:
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 2) if threads else 0)
         # chunks in flight at once: many of the graph's ops use one core, so two concurrent calls
-        # keep both cores busy (docs/benchmarks.md section 3: float32 62k -> 66k points/s)
+        # keep both cores busy (docs/large-systems.md, Threads: +6 % float32, +3 % float64, plain graph)
         self.concurrent_calls = max(1, min(2, threads or (os.cpu_count() or 1)))
         self.sess = tf.Session(graph=self.graph, config=config)
         get = lambda name: self.sess.run(self.graph.get_tensor_by_name(name + ":0"))  # noqa: E731

@@ -10,7 +10,6 @@
 // Empty slots (nlist < 0) are skipped; the caller adds what they contribute, if anything.
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"

@@ -27,9 +27,9 @@ import numpy as np
 
 from deepmd_charge.convert import CORE_RADIUS
 
-# Table strides in x. Node spacing is a power of two so that DeePMD-kit's kernel locates intervals
-# exactly; 2^-7 keeps the quintic interpolation error below 1e-9 of the net's output (measured in
-# tests/test_tabulate.py), and the near-core zone (r < NEAR_CORE A, large x) uses 2^-4.
+# Table strides in x. Node spacing is a power of two so that the kernel (table_sum.cc) locates
+# intervals exactly; 2^-7 keeps the quintic interpolation error below 1e-9 of the net's output
+# (measured in tests/test_tabulate.py), and the near-core zone (r < NEAR_CORE A, large x) uses 2^-4.
 FINE_STRIDE = 2.0**-7
 COARSE_STRIDE = 2.0**-4
 NEAR_CORE = 0.7
@@ -78,7 +78,7 @@ def _sum_tensors(graph_def) -> dict:
 
 
 class Table:
-    """Quintic interpolation of vector functions of x, in DeePMD-kit's TabulateFusionSeA layout.
+    """Quintic interpolation of vector functions of x.
 
     Two zones: [lower, upper) with FINE_STRIDE and [upper, max) with COARSE_STRIDE;
     coef[k, p, m] multiplies (x - x_k)^p for output column m (table_sum.cc reads this layout).
@@ -88,7 +88,7 @@ class Table:
         h0, h1 = FINE_STRIDE, COARSE_STRIDE
         self.lower = np.floor(x_min / h1) * h1
         self.upper = max(self.lower + h1, np.ceil(x_split / h1) * h1)
-        n0 = int(round((self.upper - self.lower) / h0))
+        self.n0 = n0 = int(round((self.upper - self.lower) / h0))
         n1 = int(np.ceil((x_max - self.upper) / h1)) + 1
         self.max = self.upper + n1 * h1
         starts = np.concatenate([self.lower + h0 * np.arange(n0), self.upper + h1 * np.arange(n1)])
@@ -105,7 +105,7 @@ class Table:
     def __call__(self, x):
         """numpy evaluation (for tests), as the kernel does it."""
         x = np.asarray(x, dtype=np.float64)
-        n0 = int(round((self.upper - self.lower) / FINE_STRIDE))
+        n0 = self.n0
         k = np.where(
             x < self.upper,
             np.floor((x - self.lower) / FINE_STRIDE),
@@ -137,11 +137,11 @@ def _net_function(consts: dict, scope: str, suffix: str, neuron, activation: str
                 initial_variables=consts,
             )
         init = tf.global_variables_initializer()
-    sess = tf.Session(graph=graph)
-    sess.run(init)
 
     def f(values):
-        return sess.run(y, feed_dict={x: np.asarray(values).reshape(-1, 1)}).astype(np.float64)
+        with tf.Session(graph=graph) as sess:  # a few calls per model load: no session left open
+            sess.run(init)
+            return sess.run(y, feed_dict={x: np.asarray(values).reshape(-1, 1)}).astype(np.float64)
 
     return f
 
@@ -191,11 +191,14 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     if radial_neuron:
         radial_net = _net_function(consts, "charge_radial", "", radial_neuron, fit.get("activation_function", "tanh"), False, prec)
 
-    def table_sum(table, x, w, nlist):
-        """sum over real neighbours of w (x) table(x): [P, C, M], in the model's precision
-        (float32 models get float32 tables; the environment op works in float64 regardless)."""
-        return kernel.charge_table_sum(tf.constant(table.coef, dtype=prec), tf.constant(table.info, dtype=prec),
-                                       tf.cast(x, prec), tf.cast(w, prec), nlist)
+    def as_constants(table):
+        """The table in the model's precision (float32 models get float32 tables; the
+        environment op works in float64 regardless)."""
+        return tf.constant(table.coef, dtype=prec), tf.constant(table.info, dtype=prec)
+
+    def table_sum(table_constants, x, w, nlist):
+        """sum over real neighbours of w (x) table(x): [P, C, M]."""
+        return kernel.charge_table_sum(*table_constants, tf.cast(x, prec), tf.cast(w, prec), nlist)
 
     graph = tf.Graph()
     with graph.as_default():
@@ -205,6 +208,10 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         nlist_all = tf.reshape(get("o_nlist:0"), [-1, nnei])
         rij_all = tf.reshape(get("o_rij:0"), [-1, nnei, 3])
         npts = tf.shape(em_all)[0]
+        if nbasis:
+            # phi is smooth in r but not in x (r(x) has a cube-root branch at rcut): a table on r,
+            # the same for every element
+            tab_b = as_constants(Table(lambda r: phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE))
         tabs, radial_parts, basis_parts = [], [], []
         for t in range(n_real):
             n_t = sel[t]
@@ -227,15 +234,13 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
             # se_e2_a sums over the empty slots too: each adds G(x_pad) (x) (x_pad, 0, 0, 0)
             n_empty = tf.reduce_sum(tf.cast(nlist < 0, prec), axis=1)
             pad_g = tf.constant(np.outer([x_pad, 0, 0, 0], g_net(np.array([x_pad]))[0]), dtype=prec)
-            tabs.append(table_sum(tab_g, x, em, nlist) + n_empty[:, None, None] * pad_g)
+            tabs.append(table_sum(as_constants(tab_g), x, em, nlist) + n_empty[:, None, None] * pad_g)
 
             if radial_net is not None:
                 tab_r = Table(radial_net, x_pad, x_split, x_top)
                 s_over_n = ((x * s0 + a0) / nnei)[:, :, None]
-                radial_parts.append(table_sum(tab_r, x, s_over_n, nlist)[:, 0, :])
+                radial_parts.append(table_sum(as_constants(tab_r), x, s_over_n, nlist)[:, 0, :])
             if nbasis:
-                # phi is smooth in r but not in x (r(x) has a cube-root branch at rcut): a table on r
-                tab_b = Table(lambda r: phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE)
                 r = tf.sqrt(tf.reduce_sum(tf.square(rij_all[:, block, :]), axis=2))
                 basis_parts.append(table_sum(tab_b, r, tf.ones_like(r)[:, :, None], nlist)[:, 0, :])
         xyz = tf.add_n(tabs) / nnei  # [P, 4, M1]
