@@ -152,10 +152,15 @@ def graph_ab(model: Path, atoms, threads: int, workdir: Path, repeats: int = 2) 
     """
     from deepmd_charge import DeepCharge
 
-    compressed = workdir / f"{model.parent.name}-compressed.pb"
-    if not compressed.exists():
-        sh(["dp", "--tf", "compress", "-i", str(model), "-o", str(compressed)], model.parent)
-    variants = [("plain frozen graph", model, False), ("tabulated networks (default)", model, True), ("dp compress, plain graph", compressed, False)]
+    variants = [("plain frozen graph", model, False), ("tabulated networks (default)", model, True)]
+    # DeePMD-kit's defaults (step 0.01, tables to 5x the closest training distance), then the
+    # options docs/large-systems.md recommends: 5x the step, no extrapolation zone (prediction
+    # never goes closer to a nucleus than the training data's closest point, CORE_RADIUS)
+    for suffix, opts in (("", []), ("-s05e1", ["-s", "0.05", "-e", "1"])):
+        compressed = workdir / f"{model.parent.name}-compressed{suffix}.pb"
+        if not compressed.exists():
+            sh(["dp", "--tf", "compress", "-i", str(model), "-o", str(compressed), *opts], model.parent)
+        variants.append((f"dp compress {' '.join(opts) or '(defaults)'}, plain graph", compressed, False))
     rows, ref = [], None
     for name, path, tab in variants:
         dc = DeepCharge(path, threads=threads, tabulate=tab)

@@ -48,10 +48,10 @@ def test_same_prediction_whatever_the_chunking(model, structure, monkeypatch):
     atoms, _ = structure
     ref = model.predict(atoms, grid=(12, 14, 16))
     monkeypatch.setattr(predict_mod, "BIN_LENGTH", 0.5)
-    monkeypatch.setattr(predict_mod, "CHUNK_POINTS", 37)
+    monkeypatch.setattr(model, "chunk_points", 37)
     np.testing.assert_allclose(model.predict(atoms, grid=(12, 14, 16)), ref, atol=1e-10)
     monkeypatch.setattr(predict_mod, "BIN_LENGTH", 100.0)  # one bin for the whole cell
-    monkeypatch.setattr(predict_mod, "CHUNK_POINTS", 10**6)
+    monkeypatch.setattr(model, "chunk_points", 10**6)
     np.testing.assert_allclose(model.predict(atoms, grid=(12, 14, 16)), ref, atol=1e-10)
 
 

@@ -46,6 +46,7 @@ def test_tabulated_equals_plain_graph(trained, model):
         _points_near_atoms(atoms, np.linspace(3.9, 4.05, 30), seed=2),  # neighbours crossing rcut (4 A)
     ])
     np.testing.assert_allclose(model.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)
+    _assert_nets_never_run(model)
 
 
 @pytest.mark.parametrize("precision, atol", [("float64", 1e-10), ("float32", 2e-5)])
@@ -85,6 +86,29 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol):
     a, b = fast.predict_points(atoms, test_pts), plain.predict_points(atoms, test_pts)
     assert np.ptp(b) > 1e-3  # not a constant model
     np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+    _assert_nets_never_run(fast)
+
+
+def _assert_nets_never_run(dc):
+    """What the density needs in the tabulated graph: one environment op, one kernel, no embedding
+    or radial net, no concat of the fitting net's input (they would give the same numbers, slowly)."""
+    needed, todo = set(), [dc._o_rho.op]
+    while todo:
+        op = todo.pop()
+        if op.name not in needed:
+            needed.add(op.name)
+            todo.extend(t.op for t in op.inputs)
+            todo.extend(op.control_inputs)
+    ops = [dc.graph.get_operation_by_name(n) for n in needed]
+    assert [o.type for o in ops].count("ProdEnvMatA") == 1
+    assert [o.type for o in ops].count("ChargeDescriptor") == 1
+    slow = [
+        o.name
+        for o in ops
+        if o.name.startswith(("tabulated/filter_type_", "tabulated/charge_radial/", "tabulated/o_descriptor"))
+        or o.type == "ConcatV2" and o.name.startswith("tabulated/") and o.outputs[0].shape[-1] != 1  # not the output's
+    ]
+    assert not slow, slow
 
 
 def test_without_a_compiler_the_plain_graph_is_used(trained, monkeypatch, tmp_path):

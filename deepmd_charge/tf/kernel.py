@@ -1,4 +1,4 @@
-"""Build (once per machine and TensorFlow version) and load the ChargeTableSum op (table_sum.cc).
+"""Build (once per machine and TensorFlow version) and load the ChargeDescriptor op (table_sum.cc).
 
 It is compiled on first use with the C++ compiler and TensorFlow's own flags, for the CPU it runs
 on (-march=native: the cache key includes the CPU's instruction-set flags, so a home directory
@@ -21,6 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("table_sum.cc")
+FLAGS = ["-shared", "-fPIC", "-O3", "-march=native", "-fopenmp-simd"]
 
 
 def cache_dir() -> Path:
@@ -40,7 +41,7 @@ def _cpu_flags() -> str:
 
 @lru_cache(maxsize=1)
 def load_kernel():
-    """The op module with `charge_table_sum`, or None (with the reason logged) if it cannot be built."""
+    """The op module with `charge_descriptor`, or None (with the reason logged) if it cannot be built."""
     import tensorflow as tf
 
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
@@ -48,7 +49,7 @@ def load_kernel():
         log.info("no C++ compiler found: prediction uses the plain frozen graph")
         return None
     key = hashlib.sha256(
-        "\n".join([SOURCE.read_text(), tf.__version__, tf.sysconfig.get_lib(), _cpu_flags(), cxx]).encode()
+        "\n".join([SOURCE.read_text(), " ".join(FLAGS), tf.__version__, tf.sysconfig.get_lib(), _cpu_flags(), cxx]).encode()
     ).hexdigest()[:16]
     lib = cache_dir() / f"table_sum-{key}.so"
     if not lib.exists():
@@ -60,7 +61,7 @@ def load_kernel():
         print(f"deepmd-charge: building the prediction kernel for this machine, once (about 20 s), in {lib.parent}", file=sys.stderr)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
         os.close(fd)
-        cmd = [cxx, "-shared", "-fPIC", "-O3", "-march=native", "-fopenmp-simd", str(SOURCE), "-o", tmp,
+        cmd = [cxx, *FLAGS, str(SOURCE), "-o", tmp,
                *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:

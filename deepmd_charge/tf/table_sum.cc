@@ -1,15 +1,31 @@
-// ChargeTableSum: out[p, c, m] = sum over real neighbours j of w[p, j, c] * F_m(x[p, j]),
-// with F a piecewise quintic table (deepmd_charge/tf/tabulate.py builds it).
+// ChargeDescriptor: a charge model's whole per-neighbour part, from DeePMD-kit's environment-op
+// outputs (em, rij, nlist) to the fitting net's inputs, with the networks read from piecewise
+// quintic tables (deepmd_charge/tf/tabulate.py builds them):
 //
-// Why our own kernel beside DeePMD-kit's TabulateFusionSeA (which computes the same sum for
-// c = 4): its coefficients are stored column by column (6 per column), which keeps the compiler
+//   T[c, m]  = sum_j em[j, c] G_e(j)(x_j)_m  (+ x_pad G_e(x_pad) per empty slot, as se_e2_a does)
+//   D[m, a]  = sum_c T[c, m] T[c, a] / nnei^2,   a < axis          (se_e2_a's descriptor)
+//   R[m]     = sum_j s_j g_e(j)(x_j)_m / nnei,   s_j = x_j std + avg   (the learned radial sums)
+//   B[e, k]  = sum_{j of element e} phi_k(r_j)                     (the radial-basis sums)
+//
+// with x_j = em[j, 0] and j over the real neighbours (nlist >= 0) of each point. The fitting
+// net's input row [D, (B - mean) / std, R] (deepmd_charge/tf/fitting.py's order) is written
+// directly, and so are the model's two linear paths, R . w_radial and B . w_basis.
+//
+// Why one fused op: as one small op per table plus TensorFlow glue (casts of em to the table
+// precision, r from rij, padding counts, a batched 4 x M x axis matmul, a concat of the fitting
+// net's input in float64), the glue cost more op time than the tables themselves (profile of the
+// Si64 float32 speed model, 64^3 grid: 760 ms of glue against 440 ms of table sums, next to 630 ms
+// for the environment op); docs/benchmarks.md section 3 has the before/after throughput.
+//
+// Why our own table layout beside DeePMD-kit's TabulateFusionSeA (which computes T for one
+// table): its coefficients are stored column by column (6 per column), which keeps the compiler
 // from vectorising over columns. Here they are stored power by power ([K, 6, M]), so the inner
 // loop over columns is a plain SIMD loop. Measured by benchmarks/table_layout.cc on this project's
 // 2-core Xeon (AVX-512), one thread, 64 columns, 27 real neighbours of 41 slots: 1.23M points/s
 // (float32) and 310k (float64) against 236k and 176k for the column-by-column layout.
-// Empty slots (nlist < 0) are skipped; the caller adds what they contribute, if anything.
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -19,91 +35,239 @@
 
 using namespace tensorflow;
 
-REGISTER_OP("ChargeTableSum")
-    .Attr("T: {float, double}")
-    .Input("table: T")      // [K, 6, M] coefficients of (x - x_k)^p
-    .Input("info: T")       // [5] lower, upper, max, stride0, stride1
-    .Input("x: T")          // [P, S] table variable of each neighbour slot
-    .Input("w: T")          // [P, S, C] weights
-    .Input("nlist: int32")  // [P, S] neighbour index, < 0 for an empty slot
-    .Output("out: T")       // [P, C, M]
+// Per-table row of the info inputs: lower, upper, max, stride below upper, stride above it,
+// first row of this table in the stacked coefficients, rows below upper, rows in all,
+// and (embedding / radial tables) avg, std of s: s = x std + avg.
+constexpr int kInfo = 10;
+
+REGISTER_OP("ChargeDescriptor")
+    .Attr("T: {float, double}")  // table and output precision
+    .Attr("E: {float, double}")  // environment-op precision
+    .Attr("sel: list(int)")      // neighbour slots of each real element, in slot order
+    .Attr("axis: int")
+    .Input("em: E")          // [P, nnei * 4] normalised environment matrix
+    .Input("rij: E")         // [P, nnei * 3]
+    .Input("nlist: int32")   // [P, nnei], < 0 for an empty slot
+    .Input("g_coef: T")      // [Kg, 6, M] embedding tables of all elements, stacked
+    .Input("g_info: T")      // [n, kInfo]; the radial tables share these rows
+    .Input("g_pad: T")       // [n, M] x_pad G_e(x_pad): what one empty slot adds to T[0]
+    .Input("r_coef: T")      // [Kg, 6, Mr] radial-net tables (Mr = 0: none)
+    .Input("b_coef: T")      // [Kb, 6, Nb] radial-basis table on r (Nb = 0: none)
+    .Input("b_info: T")      // [kInfo]
+    .Input("b_mean: T")      // [n * Nb] the fitting net's standardisation of B
+    .Input("b_std: T")       // [n * Nb]
+    .Input("lin_w: double")  // [Mr + n * Nb] weights of the linear paths
+    .Output("features: T")   // [P, M * axis + n * Nb + Mr] the fitting net's input
+    .Output("linear: double")  // [P, 2] R . w_radial, B . w_basis
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      shape_inference::ShapeHandle table, w;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &table));
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &w));
-      c->set_output(0, c->MakeShape({c->Dim(w, 0), c->Dim(w, 2), c->Dim(table, 2)}));
+      std::vector<int> sel;
+      int axis;
+      TF_RETURN_IF_ERROR(c->GetAttr("sel", &sel));
+      TF_RETURN_IF_ERROR(c->GetAttr("axis", &axis));
+      auto P = c->Dim(c->input(0), 0);
+      auto M = c->Dim(c->input(3), 2), Mr = c->Dim(c->input(6), 2), Nb = c->Dim(c->input(7), 2);
+      shape_inference::DimensionHandle d, b, f;
+      TF_RETURN_IF_ERROR(c->Multiply(M, axis, &d));
+      TF_RETURN_IF_ERROR(c->Multiply(Nb, static_cast<int64_t>(sel.size()), &b));
+      TF_RETURN_IF_ERROR(c->Add(d, b, &f));
+      TF_RETURN_IF_ERROR(c->Add(f, Mr, &f));
+      c->set_output(0, c->MakeShape({P, f}));
+      c->set_output(1, c->MakeShape({P, 2}));
       return OkStatus();
     });
 
+namespace {
+
 template <typename T>
-class ChargeTableSumOp : public OpKernel {
- public:
-  explicit ChargeTableSumOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& table = ctx->input(0);
-    const Tensor& info = ctx->input(1);
-    const Tensor& x = ctx->input(2);
-    const Tensor& w = ctx->input(3);
-    const Tensor& nlist = ctx->input(4);
-    OP_REQUIRES(ctx, table.dims() == 3 && table.dim_size(1) == 6, errors::InvalidArgument("table must be [K, 6, M]"));
-    OP_REQUIRES(ctx, info.NumElements() >= 5, errors::InvalidArgument("info needs 5 values"));
-    OP_REQUIRES(ctx, w.dims() == 3 && x.dims() == 2 && nlist.dims() == 2, errors::InvalidArgument("x, nlist [P, S], w [P, S, C]"));
-    const int64 P = w.dim_size(0), S = w.dim_size(1), C = w.dim_size(2);
-    const int64 K = table.dim_size(0), M = table.dim_size(2);
-    OP_REQUIRES(ctx, x.dim_size(0) == P && x.dim_size(1) == S && nlist.dim_size(0) == P && nlist.dim_size(1) == S,
-                errors::InvalidArgument("x, w and nlist disagree in shape"));
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({P, C, M}), &out));
-
-    const T* tab = table.flat<T>().data();
-    const T* inf = info.flat<T>().data();
-    const T lower = inf[0], upper = inf[1], top = inf[2], h0 = inf[3], h1 = inf[4];
-    const int64 n0 = static_cast<int64>((upper - lower) / h0 + T(0.5));
-    const T* xs = x.flat<T>().data();
-    const T* ws = w.flat<T>().data();
-    const int32* nl = nlist.flat<int32>().data();
-    T* o = out->flat<T>().data();
-
-    auto work = [&](int64 begin, int64 end) {
-      std::vector<T> v(M);
-      for (int64 p = begin; p < end; ++p) {
-        T* acc = o + p * C * M;
-        std::fill(acc, acc + C * M, T(0));
-        for (int64 j = 0; j < S; ++j) {
-          if (nl[p * S + j] < 0) continue;
-          T xx = xs[p * S + j];
-          int64 k;
-          T t;
-          if (xx < lower) {
-            k = 0;
-            t = 0;
-          } else if (xx < upper) {
-            k = std::min<int64>(static_cast<int64>((xx - lower) / h0), n0 - 1);
-            t = xx - (lower + k * h0);
-          } else {
-            k = std::min<int64>(n0 + static_cast<int64>((xx - upper) / h1), K - 1);
-            t = std::min(xx, top) - (upper + (k - n0) * h1);
-          }
-          const T* a = tab + k * 6 * M;
-          T* __restrict vv = v.data();
-#pragma omp simd
-          for (int64 m = 0; m < M; ++m)
-            vv[m] = a[m] + t * (a[M + m] + t * (a[2 * M + m] + t * (a[3 * M + m] + t * (a[4 * M + m] + t * a[5 * M + m]))));
-          const T* wj = ws + (p * S + j) * C;
-          for (int64 c = 0; c < C; ++c) {
-            const T wc = wj[c];
-            T* __restrict ac = acc + c * M;
-#pragma omp simd
-            for (int64 m = 0; m < M; ++m) ac[m] += wc * vv[m];
-          }
-        }
-      }
-    };
-    auto workers = ctx->device()->tensorflow_cpu_worker_threads();
-    Shard(workers->num_threads, workers->workers, P, S * M * (C + 6) * 2, work);
+struct Locator {
+  T lower, upper, top, h0, h1, inv0, inv1;  // strides are powers of two: x * inv is x / h exactly
+  int64 row0, n0, rows;
+  explicit Locator(const T* inf)
+      : lower(inf[0]), upper(inf[1]), top(inf[2]), h0(inf[3]), h1(inf[4]), inv0(T(1) / inf[3]), inv1(T(1) / inf[4]),
+        row0(static_cast<int64>(inf[5])), n0(static_cast<int64>(inf[6])), rows(static_cast<int64>(inf[7])) {}
+  // row of the stacked table and offset t = x - x_row (x clamped to the table's range)
+  inline int64 operator()(T x, T* t) const {
+    int64 k;
+    if (x < lower) {
+      k = 0;
+      *t = 0;
+    } else if (x < upper) {
+      k = std::min<int64>(static_cast<int64>((x - lower) * inv0), n0 - 1);
+      *t = x - (lower + k * h0);
+    } else {
+      k = std::min<int64>(n0 + static_cast<int64>((x - upper) * inv1), rows - 1);
+      *t = std::min(x, top) - (upper + (k - n0) * h1);
+    }
+    return row0 + k;
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("ChargeTableSum").Device(DEVICE_CPU).TypeConstraint<float>("T"), ChargeTableSumOp<float>);
-REGISTER_KERNEL_BUILDER(Name("ChargeTableSum").Device(DEVICE_CPU).TypeConstraint<double>("T"), ChargeTableSumOp<double>);
+// out[r, m] = sum_q w[q, r] F_m(x_q), F the table (rows[q], offset t[q]), m < M, r < R.
+// Column blocks of W: the R x W sums stay in registers while the neighbours stream by, so each
+// neighbour costs 6 coefficient loads and 5 + R FMAs per column (against loads and stores of the
+// sums and of F(x) when neighbour-major: 1.32x (float32) / 1.35x (float64) the op time).
+template <typename T, int R, int W>
+inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, const int64* rows, const T* ts,
+                        const T* w, T* __restrict out) {
+  T acc[R][W] = {};
+  for (int64 q = 0; q < nq; ++q) {
+    const T* __restrict a = coef + rows[q] * 6 * M + m0;
+    const T t = ts[q];
+    T wq[R];
+    for (int r = 0; r < R; ++r) wq[r] = w[q * R + r];
+#pragma omp simd
+    for (int i = 0; i < W; ++i) {
+      const T v = a[i] + t * (a[M + i] + t * (a[2 * M + i] + t * (a[3 * M + i] + t * (a[4 * M + i] + t * a[5 * M + i]))));
+      for (int r = 0; r < R; ++r) acc[r][i] += wq[r] * v;
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < W; ++i) out[r * M + m0 + i] = acc[r][i];
+}
+
+template <typename T, int R>
+inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const T* ts, const T* w, T* out) {
+  // 8 columns, the fastest width tried in both precisions (op time, Si64 speed models, 64^3 grid:
+  // float32 8 / 16 columns 262 / 470 ms; float64 4 / 8 / 16 columns 496 / 385 / 664 ms)
+  constexpr int W = 8;
+  int64 m0 = 0;
+  for (; m0 + W <= M; m0 += W) table_block<T, R, W>(coef, M, m0, nq, rows, ts, w, out);
+  for (; m0 < M; ++m0) table_block<T, R, 1>(coef, M, m0, nq, rows, ts, w, out);
+}
+
+}  // namespace
+
+template <typename T, typename E>
+class ChargeDescriptorOp : public OpKernel {
+ public:
+  explicit ChargeDescriptorOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("sel", &sel_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("axis", &axis_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &em = ctx->input(0), &rij = ctx->input(1), &nlist = ctx->input(2);
+    const Tensor &g_coef = ctx->input(3), &g_info = ctx->input(4), &g_pad = ctx->input(5);
+    const Tensor &r_coef = ctx->input(6), &b_coef = ctx->input(7), &b_info = ctx->input(8);
+    const Tensor &b_mean = ctx->input(9), &b_std = ctx->input(10), &lin_w = ctx->input(11);
+    const int64 n = sel_.size();
+    OP_REQUIRES(ctx, em.dims() == 2 && rij.dims() == 2 && nlist.dims() == 2, errors::InvalidArgument("em, rij, nlist must be [P, ...]"));
+    const int64 P = nlist.dim_size(0), nnei = nlist.dim_size(1);
+    OP_REQUIRES(ctx, em.dim_size(0) == P && em.dim_size(1) == 4 * nnei && rij.dim_size(0) == P && rij.dim_size(1) == 3 * nnei,
+                errors::InvalidArgument("em [P, 4 nnei], rij [P, 3 nnei] and nlist [P, nnei] disagree"));
+    int64 nsel = 0;
+    for (int s : sel_) nsel += s;
+    OP_REQUIRES(ctx, nsel <= nnei, errors::InvalidArgument("sel has more slots than nlist"));
+    for (const Tensor* c : {&g_coef, &r_coef, &b_coef})
+      OP_REQUIRES(ctx, c->dims() == 3 && c->dim_size(1) == 6, errors::InvalidArgument("tables must be [K, 6, M]"));
+    const int64 M = g_coef.dim_size(2), Mr = r_coef.dim_size(2), Nb = b_coef.dim_size(2);
+    OP_REQUIRES(ctx, M >= axis_ && g_info.NumElements() == n * kInfo && g_pad.NumElements() == n * M && b_info.NumElements() == kInfo &&
+                    b_mean.NumElements() == n * Nb && b_std.NumElements() == n * Nb && lin_w.NumElements() == Mr + n * Nb,
+                errors::InvalidArgument("table info does not match sel and the tables"));
+    OP_REQUIRES(ctx, Mr == 0 || r_coef.dim_size(0) == g_coef.dim_size(0), errors::InvalidArgument("radial tables must share the embedding rows"));
+    Tensor *d_out = nullptr, *l_out = nullptr;
+    const int64 F = M * axis_ + n * Nb + Mr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({P, F}), &d_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({P, 2}), &l_out));
+
+    const E* ems = em.flat<E>().data();
+    const E* rs = rij.flat<E>().data();
+    const int32* nl = nlist.flat<int32>().data();
+    const T* gc = g_coef.flat<T>().data();
+    const T* rc = r_coef.flat<T>().data();
+    const T* bc = b_coef.flat<T>().data();
+    const T* gi = g_info.flat<T>().data();
+    const T* pad = g_pad.flat<T>().data();
+    std::vector<Locator<T>> loc;
+    for (int64 e = 0; e < n; ++e) loc.emplace_back(gi + e * kInfo);
+    const Locator<T> bloc(b_info.flat<T>().data());
+    T* dd = d_out->flat<T>().data();
+    const T* bmean = b_mean.flat<T>().data();
+    const T* bstd = b_std.flat<T>().data();
+    double* lo = l_out->flat<double>().data();
+    const double* lw = lin_w.flat<double>().data();
+    const int axis = axis_;
+    const T inv_nnei = T(1) / T(nnei);
+
+    auto work = [&](int64 begin, int64 end) {
+      std::vector<T> acc(4 * M), dt(axis * M), rb(Mr + n * Nb);
+      T* rad = rb.data();
+      T* bas = rad + Mr;
+      // the real neighbours of one point: table rows, offsets and weights
+      std::vector<int64> rows(nnei), brows(nnei);
+      std::vector<T> ts(nnei), tbs(nnei), wg(4 * nnei), wr(nnei), ones(nnei, T(1));
+      std::vector<int64> first(n + 1), empty(n);
+      for (int64 p = begin; p < end; ++p) {
+        int64 q = 0, j = 0;
+        for (int64 e = 0; e < n; ++e) {
+          const T avg = gi[e * kInfo + 8], sd = gi[e * kInfo + 9];
+          first[e] = q;
+          empty[e] = 0;
+          for (const int64 stop = j + sel_[e]; j < stop; ++j) {
+            if (nl[p * nnei + j] < 0) {
+              ++empty[e];
+              continue;
+            }
+            const E* emj = ems + (p * nnei + j) * 4;
+            const T x = static_cast<T>(emj[0]);
+            rows[q] = loc[e](x, &ts[q]);
+            for (int c = 0; c < 4; ++c) wg[4 * q + c] = static_cast<T>(emj[c]);
+            wr[q] = (x * sd + avg) * inv_nnei;
+            if (Nb) {
+              const E* rj = rs + (p * nnei + j) * 3;
+              brows[q] = bloc(static_cast<T>(std::sqrt(rj[0] * rj[0] + rj[1] * rj[1] + rj[2] * rj[2])), &tbs[q]);
+            }
+            ++q;
+          }
+        }
+        first[n] = q;
+        table_sum<T, 4>(gc, M, q, rows.data(), ts.data(), wg.data(), acc.data());
+        for (int64 e = 0; e < n; ++e)
+          if (empty[e])
+            for (int64 m = 0; m < M; ++m) acc[m] += T(empty[e]) * pad[e * M + m];
+        if (Mr) table_sum<T, 1>(rc, Mr, q, rows.data(), ts.data(), wr.data(), rad);
+        for (int64 e = 0; e < n && Nb; ++e) {
+          const int64 q0 = first[e];
+          table_sum<T, 1>(bc, Nb, first[e + 1] - q0, brows.data() + q0, tbs.data() + q0, ones.data(), bas + e * Nb);
+        }
+        // D[m, a] = sum_c T[c, m] T[c, a] / nnei^2, written m-major as se_e2_a's reshape does
+        const T scale = inv_nnei * inv_nnei;
+        for (int a = 0; a < axis; ++a) {
+          T* __restrict da = dt.data() + a * M;
+          std::fill(da, da + M, T(0));
+          for (int c = 0; c < 4; ++c) {
+            const T w = acc[c * M + a] * scale;
+            const T* __restrict ac = acc.data() + c * M;
+#pragma omp simd
+            for (int64 m = 0; m < M; ++m) da[m] += w * ac[m];
+          }
+        }
+        T* out = dd + p * F;
+        for (int64 m = 0; m < M; ++m)
+          for (int a = 0; a < axis; ++a) out[m * axis + a] = dt[a * M + m];
+        out += M * axis;
+        for (int64 i = 0; i < n * Nb; ++i) out[i] = (bas[i] - bmean[i]) / bstd[i];
+        std::copy(rad, rad + Mr, out + n * Nb);
+        double lr = 0, lb = 0;
+        for (int64 i = 0; i < Mr; ++i) lr += double(rad[i]) * lw[i];
+        for (int64 i = 0; i < n * Nb; ++i) lb += double(bas[i]) * lw[Mr + i];
+        lo[2 * p] = lr;
+        lo[2 * p + 1] = lb;
+      }
+    };
+    auto workers = ctx->device()->tensorflow_cpu_worker_threads();
+    Shard(workers->num_threads, workers->workers, P, nnei * (M * 10 + Mr * 8 + Nb * 7) + 8 * M * axis, work);
+  }
+
+ private:
+  std::vector<int> sel_;
+  int axis_;
+};
+
+#define REGISTER(T, E)                                                                                             \
+  REGISTER_KERNEL_BUILDER(Name("ChargeDescriptor").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<E>("E"), \
+                          ChargeDescriptorOp<T, E>)
+REGISTER(float, double);
+REGISTER(double, double);
+REGISTER(float, float);
+REGISTER(double, float);

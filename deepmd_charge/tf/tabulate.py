@@ -5,20 +5,20 @@ the embedding net G(x) and the learned radial net g(x) of x = (s(r) - avg) / std
 column of se_e2_a's normalised environment matrix), and the radial basis phi(r) of the distance.
 Prediction spent most of its time evaluating those nets, tanh and all, on every one of the sel
 slots (profile_predict.py on the plain graph: embedding 30-47 %, radial net 10-13 %, basis
-15-20 %). Here they become piecewise quintic tables, summed over the real neighbours by one
-small kernel (table_sum.cc) per table:
+15-20 %). Here they become piecewise quintic tables, read by one fused kernel of ours
+(table_sum.cc, op ChargeDescriptor) that goes from the environment op's outputs to the fitting
+net's input row:
 
-    T[c, m] = sum_j em[j, c] G_m(x_j)     (then D = T^T T< / nnei^2 as se_e2_a does)
-    R[m]    = sum_j s_j g_m(x_j) / nnei   B[k] = sum_j phi_k(r_j)
+    T[c, m] = sum_j em[j, c] G_m(x_j)     D = T^T T< / nnei^2 (se_e2_a's descriptor)
+    R[m]    = sum_j s_j g_m(x_j) / nnei   B[k] = sum_j phi_k(r_j)   row = [D, (B - mean) / std, R]
 
 DeePMD-kit's environment op (neighbours, s(r), em) and the frozen fitting net are reused as they
-are: the frozen graph is imported twice, once for its environment op and once, with the
-descriptor and the two sums replaced by the tabulated ones, for its fitting net. Tables cover the
-ghost centre type only (the only local atoms in prediction), the real neighbour types, and the
-range prediction can meet (neighbours from CORE_RADIUS to rcut): a few MB of memory, no file.
-This is what `dp compress` does for the embedding net alone (with a 1 GB file for charge models
-in a first try and no speed-up measured here, docs/large-systems.md). The tables agree with the
-plain graph to 1e-12 (float64; tests/test_tabulate.py).
+are: the frozen graph is imported twice, once for its environment op and once, with the fitting
+net's input row and the two linear paths (R . w, B . w) replaced, for its fitting net. Tables
+cover the ghost centre type only (the only local atoms in prediction), the real neighbour types,
+and the range prediction can meet (neighbours from CORE_RADIUS to rcut): a few MB of memory, no
+file. This is what `dp compress` does for the embedding net alone (docs/large-systems.md). The
+tables agree with the plain graph to 1e-10 (float64; tests/test_tabulate.py).
 """
 
 from __future__ import annotations
@@ -57,23 +57,26 @@ def unsupported_reason(script: dict, node_names: set) -> str | None:
     return None
 
 
-def _sum_tensors(graph_def) -> dict:
-    """Names of the radial-sum and basis-sum tensors in a frozen charge model.
+_LINEAR_WEIGHTS = {"radial": "charge_radial/linear", "basis": "charge_basis/weights"}
+
+
+def _linear_paths(graph_def) -> dict:
+    """{"radial"/"basis": (sum tensor, product tensor)} of a frozen charge model's linear paths.
 
     `dp freeze` keeps only the graph's declared outputs by name, so they are found by structure:
-    each is reshaped into the matrix product with its linear weights (charge_radial/linear,
-    charge_basis/weights; tf/fitting.py), and every other consumer reads the same tensor.
+    each sum is reshaped into the matrix product with its weights (charge_radial/linear,
+    charge_basis/weights; tf/fitting.py), and the fitting net's input reads the same sum.
     """
     nodes = {n.name: n for n in graph_def.node}
     found = {}
     for n in graph_def.node:
         if n.op != "MatMul" or len(n.input) < 2:
             continue
-        for key, weights in (("radial", "charge_radial/linear"), ("basis", "charge_basis/weights")):
+        for key, weights in _LINEAR_WEIGHTS.items():
             if n.input[1].split(":")[0] in (weights, weights + "/read"):
                 reshape = nodes[n.input[0].split(":")[0]]
                 if reshape.op == "Reshape":
-                    found[key] = reshape.input[0] if ":" in reshape.input[0] else reshape.input[0] + ":0"
+                    found[key] = (reshape.input[0] if ":" in reshape.input[0] else reshape.input[0] + ":0", n.name + ":0")
     return found
 
 
@@ -101,6 +104,10 @@ class Table:
         self.coef = np.ascontiguousarray(coef)  # [K, 6, M]: the kernel's layout, power by power
         self.ncol = ncol
         self.info = np.array([self.lower, self.upper, self.max, h0, h1])
+
+    def info_row(self, row0: int, avg: float = 0.0, std: float = 1.0) -> np.ndarray:
+        """This table's row of table_sum.cc's info input, its coefficients starting at row0."""
+        return np.array([*self.info, row0, self.n0, len(self.coef), avg, std], dtype=np.float64)
 
     def __call__(self, x):
         """numpy evaluation (for tests), as the kernel does it."""
@@ -156,6 +163,14 @@ def _constants(graph_def, prefixes) -> dict:
     }
 
 
+def _layer0_input(graph_def, ghost_type: int) -> str | None:
+    """The fitting net's input tensor (the first layer's MatMul operand), or None if not found."""
+    for n in graph_def.node:
+        if n.op == "MatMul" and n.name.endswith(f"layer_0_type_{ghost_type}/MatMul"):
+            return n.input[0] if ":" in n.input[0] else n.input[0] + ":0"
+    return None
+
+
 def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     """(graph, output tensor, replaced tensors): the frozen model with tabulated networks.
 
@@ -170,13 +185,14 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     desc = script["model"]["descriptor"]
     fit = script["model"]["fitting_net"]
     names = {n.name for n in graph_def.node}
-    consts = _constants(graph_def, ("descrpt_attr/", "filter_type_", "charge_radial/", "fitting_attr/t_basis_mean"))
+    consts = _constants(graph_def, ("descrpt_attr/", "filter_type_", "charge_radial/", "charge_basis/", "fitting_attr/t_basis_"))
     sel = [int(v) for v in consts["descrpt_attr/sel"]]
     nnei = sum(sel)
     rcut = float(consts["descrpt_attr/rcut"])
     avg = consts["descrpt_attr/t_avg"].reshape(-1, nnei, 4)[ghost_type]
     std = consts["descrpt_attr/t_std"].reshape(-1, nnei, 4)[ghost_type]
     prec = {"float32": tf.float32}.get(desc.get("precision", "default"), tf.float64)
+    npprec = prec.as_numpy_dtype
     neuron = list(desc.get("neuron", [10, 20, 40]))
     axis = int(desc.get("axis_neuron", 4))
     n_real = len(sel) - 1  # the ghost type is last
@@ -184,75 +200,88 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     # the radial net's widths from its weights (the script may hold null for "the default")
     radial_neuron = [consts[f"charge_radial/matrix_{i}"].shape[1] for i in range(1, 99) if f"charge_radial/matrix_{i}" in consts]
     bounds = np.cumsum([0] + sel)
-    sums = _sum_tensors(graph_def)
+    sums = _linear_paths(graph_def)
     if bool(radial_neuron) != ("radial" in sums) or bool(nbasis) != ("basis" in sums):
         raise ValueError(f"radial/basis sums not found in the graph ({sorted(sums)})")
     radial_net = None
     if radial_neuron:
         radial_net = _net_function(consts, "charge_radial", "", radial_neuron, fit.get("activation_function", "tanh"), False, prec)
 
-    def as_constants(table):
-        """The table in the model's precision (float32 models get float32 tables; the
-        environment op works in float64 regardless)."""
-        return tf.constant(table.coef, dtype=prec), tf.constant(table.info, dtype=prec)
-
-    def table_sum(table_constants, x, w, nlist):
-        """sum over real neighbours of w (x) table(x): [P, C, M]."""
-        return kernel.charge_table_sum(*table_constants, tf.cast(x, prec), tf.cast(w, prec), nlist)
+    # per element: embedding (and radial-net) tables on x, stacked; info rows as table_sum.cc reads them
+    g_coef, r_coef, info, pads, row0 = [], [], [], [], 0
+    for t in range(n_real):
+        block = slice(bounds[t], bounds[t + 1])
+        if sel[t] == 0:  # no slots: never read
+            info.append(np.zeros(10))
+            pads.append(np.zeros(neuron[-1]))
+            continue
+        a0, s0 = float(avg[bounds[t], 0]), float(std[bounds[t], 0])
+        if not (np.allclose(avg[block, 0], a0) and np.allclose(std[block, 0], s0)):
+            raise ValueError("descriptor statistics differ between slots of one element")
+        x_pad = -a0 / s0  # x of an empty slot (s = 0), as the environment op writes it
+        x_split = (1.0 / NEAR_CORE - a0) / s0
+        x_top = (1.0 / (0.5 * CORE_RADIUS) - a0) / s0
+        scope = f"filter_type_{ghost_type}" if f"filter_type_{ghost_type}/matrix_1_{t}" in names else "filter_type_all"
+        g_net = _net_function(consts, scope, f"_{t}", neuron, desc.get("activation_function", "tanh"), bool(desc.get("resnet_dt", False)), prec)
+        tab = Table(g_net, x_pad, x_split, x_top)
+        g_coef.append(tab.coef)
+        if radial_net is not None:
+            r_coef.append(Table(radial_net, x_pad, x_split, x_top).coef)  # the same rows as tab
+        info.append(tab.info_row(row0, a0, s0))
+        # se_e2_a sums over the empty slots too: each adds G(x_pad) (x) (x_pad, 0, 0, 0)
+        pads.append(x_pad * g_net(np.array([x_pad]))[0])
+        row0 += len(tab.coef)
+    if nbasis:
+        # phi is smooth in r but not in x (r(x) has a cube-root branch at rcut): a table on r,
+        # the same for every element
+        tab_b = Table(lambda r: phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE)
+        b_coef, b_info = tab_b.coef, tab_b.info_row(0)
+        b_mean, b_std = (consts[f"fitting_attr/t_basis_{k}"] for k in ("mean", "std"))
+    else:
+        b_coef, b_info, b_mean, b_std = np.zeros((1, 6, 0)), np.zeros(10), np.zeros(0), np.zeros(0)
+    r_coef = np.concatenate(r_coef) if r_coef else np.zeros((1, 6, 0))
+    lin_w = np.concatenate([consts[_LINEAR_WEIGHTS[k]].reshape(-1) for k in ("radial", "basis") if k in sums] + [np.zeros(0)])
 
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
         get = graph.get_tensor_by_name
-        em_all = tf.reshape(get("o_rmat:0"), [-1, nnei, 4])
-        nlist_all = tf.reshape(get("o_nlist:0"), [-1, nnei])
-        rij_all = tf.reshape(get("o_rij:0"), [-1, nnei, 3])
-        npts = tf.shape(em_all)[0]
-        if nbasis:
-            # phi is smooth in r but not in x (r(x) has a cube-root branch at rcut): a table on r,
-            # the same for every element
-            tab_b = as_constants(Table(lambda r: phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE))
-        tabs, radial_parts, basis_parts = [], [], []
-        for t in range(n_real):
-            n_t = sel[t]
-            if n_t == 0:
-                basis_parts.append(tf.zeros([npts, nbasis], dtype=prec))
-                continue
-            block = slice(bounds[t], bounds[t + 1])
-            a0, s0 = float(avg[bounds[t], 0]), float(std[bounds[t], 0])
-            if not (np.allclose(avg[block, 0], a0) and np.allclose(std[block, 0], s0)):
-                raise ValueError("descriptor statistics differ between slots of one element")
-            em, nlist = em_all[:, block, :], nlist_all[:, block]
-            x = em[:, :, 0]
-            x_pad = -a0 / s0  # x of an empty slot (s = 0), as the environment op writes it
-            x_split = (1.0 / NEAR_CORE - a0) / s0
-            x_top = (1.0 / (0.5 * CORE_RADIUS) - a0) / s0
-
-            scope = f"filter_type_{ghost_type}" if f"filter_type_{ghost_type}/matrix_1_{t}" in names else "filter_type_all"
-            g_net = _net_function(consts, scope, f"_{t}", neuron, desc.get("activation_function", "tanh"), bool(desc.get("resnet_dt", False)), prec)
-            tab_g = Table(g_net, x_pad, x_split, x_top)
-            # se_e2_a sums over the empty slots too: each adds G(x_pad) (x) (x_pad, 0, 0, 0)
-            n_empty = tf.reduce_sum(tf.cast(nlist < 0, prec), axis=1)
-            pad_g = tf.constant(np.outer([x_pad, 0, 0, 0], g_net(np.array([x_pad]))[0]), dtype=prec)
-            tabs.append(table_sum(as_constants(tab_g), x, em, nlist) + n_empty[:, None, None] * pad_g)
-
-            if radial_net is not None:
-                tab_r = Table(radial_net, x_pad, x_split, x_top)
-                s_over_n = ((x * s0 + a0) / nnei)[:, :, None]
-                radial_parts.append(table_sum(as_constants(tab_r), x, s_over_n, nlist)[:, 0, :])
-            if nbasis:
-                r = tf.sqrt(tf.reduce_sum(tf.square(rij_all[:, block, :]), axis=2))
-                basis_parts.append(table_sum(tab_b, r, tf.ones_like(r)[:, :, None], nlist)[:, 0, :])
-        xyz = tf.add_n(tabs) / nnei  # [P, 4, M1]
-        d = tf.matmul(xyz, xyz[:, :, :axis], transpose_a=True)  # [P, M1, axis]
+        const = lambda a: tf.constant(np.asarray(a, dtype=npprec))  # noqa: E731
+        features, linear = kernel.charge_descriptor(
+            tf.reshape(get("o_rmat:0"), [-1, nnei * 4]),
+            tf.reshape(get("o_rij:0"), [-1, nnei * 3]),
+            tf.reshape(get("o_nlist:0"), [-1, nnei]),
+            const(np.concatenate(g_coef)),
+            const(info),
+            const(pads),
+            const(r_coef),
+            const(b_coef),
+            const(b_info),
+            const(b_mean),
+            const(b_std),
+            tf.constant(lin_w, dtype=tf.float64),
+            sel=sel[:n_real],
+            axis=axis,
+        )
+        d = features[:, : neuron[-1] * axis]
         input_map = {"o_descriptor:0": tf.reshape(tf.cast(d, get("o_descriptor:0").dtype), [1, -1])}
         for p in ("t_coord", "t_type", "t_natoms", "t_box", "t_mesh"):
             input_map[p + ":0"] = get(p + ":0")
-        if radial_parts:
-            radial = tf.cast(tf.add_n(radial_parts), get(sums["radial"]).dtype)
-            input_map[sums["radial"]] = tf.reshape(radial, [1, -1, radial_neuron[-1]])
-        if nbasis:
-            basis = tf.cast(tf.concat(basis_parts, axis=1), get(sums["basis"]).dtype)
-            input_map[sums["basis"]] = tf.reshape(basis, [1, -1, n_real * nbasis])
+        # the linear paths' products (a matrix-vector product each: 6 % of float64 op time)
+        for col, key in enumerate(("radial", "basis")):
+            if key in sums:
+                input_map[sums[key][1]] = tf.cast(linear[:, col : col + 1], get(sums[key][1]).dtype)
+        # The fitting net's input row itself, as the kernel wrote it, so that the graph's float64
+        # concat and cast of it never run; the Shape ops that read the descriptor get its shape
+        # (else they would make the descriptor's float64 cast run). Together 15 % of op time in the
+        # float32 profile.
+        layer0 = _layer0_input(graph_def, ghost_type)
+        if layer0 is None:
+            raise ValueError("the fitting net's first layer was not found in the graph")
+        input_map[layer0] = tf.cast(features, get(layer0).dtype)
+        for n in graph_def.node:
+            if n.op == "Shape" and n.input[0].split(":")[0] == "o_descriptor":
+                shape = tf.stack([1, tf.shape(features, out_type=get(n.name + ":0").dtype)[0] * neuron[-1] * axis])
+                input_map[n.name + ":0"] = shape
         (out,) = tf.import_graph_def(graph_def, input_map=input_map, return_elements=["o_atom_dos:0"], name="tabulated")
     return graph, out, input_map
