@@ -190,7 +190,7 @@ class ChargeDescriptorOp : public OpKernel {
     const T inv_nnei = T(1) / T(nnei);
 
     auto work = [&](int64 begin, int64 end) {
-      std::vector<T> acc(4 * M), dt(axis * M), rb(Mr + n * Nb);
+      std::vector<T> acc(4 * M), rb(Mr + n * Nb);
       T* rad = rb.data();
       T* bas = rad + Mr;
       // the real neighbours of one point: table rows, offsets and weights
@@ -230,21 +230,18 @@ class ChargeDescriptorOp : public OpKernel {
           const int64 q0 = first[e];
           table_sum<T, 1>(bc, Nb, first[e + 1] - q0, brows.data() + q0, tbs.data() + q0, ones.data(), bas + e * Nb);
         }
-        // D[m, a] = sum_c T[c, m] T[c, a] / nnei^2, written m-major as se_e2_a's reshape does
+        // D[m, a] = sum_c T[c, m] T[c, a] / nnei^2, written m-major as se_e2_a's reshape does:
+        // one short vector per m, so the row is written in order (through a transposed buffer it
+        // was 14 % of this op's time, float64)
         const T scale = inv_nnei * inv_nnei;
-        for (int a = 0; a < axis; ++a) {
-          T* __restrict da = dt.data() + a * M;
-          std::fill(da, da + M, T(0));
-          for (int c = 0; c < 4; ++c) {
-            const T w = acc[c * M + a] * scale;
-            const T* __restrict ac = acc.data() + c * M;
-#pragma omp simd
-            for (int64 m = 0; m < M; ++m) da[m] += w * ac[m];
-          }
-        }
         T* out = dd + p * F;
-        for (int64 m = 0; m < M; ++m)
-          for (int a = 0; a < axis; ++a) out[m * axis + a] = dt[a * M + m];
+        const T* __restrict a0 = acc.data();
+        for (int64 m = 0; m < M; ++m) {
+          const T t0 = a0[m] * scale, t1 = a0[M + m] * scale, t2 = a0[2 * M + m] * scale, t3 = a0[3 * M + m] * scale;
+          T* __restrict o = out + m * axis;
+#pragma omp simd
+          for (int a = 0; a < axis; ++a) o[a] = t0 * a0[a] + t1 * a0[M + a] + t2 * a0[2 * M + a] + t3 * a0[3 * M + a];
+        }
         out += M * axis;
         for (int64 i = 0; i < n * Nb; ++i) out[i] = (bas[i] - bmean[i]) / bstd[i];
         std::copy(rad, rad + Mr, out + n * Nb);
