@@ -1,14 +1,17 @@
 """Prediction speed: grid sizes, system sizes, float64/float32, stock DeePMD-kit, FLOP ceiling.
 
-    python benchmarks/predict_speed.py [--workdir /tmp/speedbench] [--quick]
+    python benchmarks/predict_speed.py [--workdir /tmp/speedbench] [--quick] [--concurrency]
 
 1. trains tiny models (100 steps: speed does not depend on training) on the shipped Si8 data with
    the issue's reference size, se_e2_a 16-32-64 / axis 8, rcut 5, fitting 64x3, radial sums
    [16, 32], in float64 and float32;
 2. measures a fp32 matmul (TensorFlow, 2048^2) for the machine's FLOP ceiling;
-3. for each case runs `dp-charge predict` in a fresh process (wall time, points/s, peak RSS);
-4. runs stock DeePMD-kit (DeepDOS.eval, all grid points as atoms of one frame) on 2,000 and
-   20,000 points of the Si64 cell, with each model, for the speed-up over the same model;
+3. for each case runs `dp-charge predict` twice, each in a fresh process (the faster run's
+   points/s as the command prints it, prediction and writing; the larger peak RSS);
+4. runs stock DeePMD-kit (DeepDOS.eval, all grid points as atoms of one frame) on 100 to 20,000
+   points of the Si64 cell, with each model, best of 5 calls per size: the speed-up is over the
+   best of these (its small system and small batches are stock's best case); and DeePMD-kit's
+   environment op alone, batched as DeepCharge does: the most any network evaluation could reach;
 5. compares, in one process, the tabulated networks (the default) with the plain frozen graph and
    with `dp compress`ed models: points/s, max |difference|, file size;
 and prints markdown tables. FLOP/point counts the multiply-adds of the networks per grid point x 2
@@ -56,11 +59,14 @@ def make_models(work: Path) -> dict:
     for prec in ("float64", "float32"):
         d = work / prec
         d.mkdir(parents=True, exist_ok=True)
-        if not (d / "model.pb").exists():
+        inp = json.loads(json.dumps(MODEL_INPUT))
+        inp["model"]["descriptor"]["precision"] = prec
+        inp["model"]["fitting_net"]["precision"] = prec
+        stale = not (d / "input.json").exists() or json.loads((d / "input.json").read_text()) != inp
+        if stale or not (d / "model.pb").exists():  # a workdir of another model definition: retrain
+            for old in work.glob(f"{prec}-compressed*.pb"):
+                old.unlink()
             sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--points", "20000", "--seed", "0"], d)
-            inp = json.loads(json.dumps(MODEL_INPUT))
-            inp["model"]["descriptor"]["precision"] = prec
-            inp["model"]["fitting_net"]["precision"] = prec
             (d / "input.json").write_text(json.dumps(inp))
             sh(["dp", "--tf", "train", "input.json"], d)
             sh(["dp", "--tf", "freeze", "-o", "model.pb"], d)
@@ -111,8 +117,9 @@ def matmul_gflops(threads: int) -> float:
     return float(sh([sys.executable, "-c", code], env=env).strip().splitlines()[-1])
 
 
-def predict_case(model: Path, atoms_file: Path, grid, threads: int, out: Path) -> dict:
-    """One `dp-charge predict` in a fresh process: wall time and peak RSS of that process."""
+def predict_case(model: Path, atoms_file: Path, grid, threads: int, out: Path, repeats: int = 2) -> dict:
+    """`dp-charge predict` in a fresh process, `repeats` times: the fastest run's points/s (as the
+    command prints it: prediction and writing), and the largest peak RSS of those processes."""
     cmd = ["dp-charge", "predict", str(model), str(atoms_file), "-o", str(out), "--grid", *map(str, grid), "--quiet", "--threads", str(threads)]
     code = (
         "import resource, subprocess, sys, time\n"
@@ -120,18 +127,29 @@ def predict_case(model: Path, atoms_file: Path, grid, threads: int, out: Path) -
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(p.returncode, dt, rss); print(p.stdout); print(p.stderr[-2000:], file=sys.stderr)\n"
     )
-    text = sh([sys.executable, "-c", code])
-    rc, wall, rss = text.splitlines()[0].split()
-    if int(rc):
-        sys.exit(text)
-    inner = next(line for line in text.splitlines() if line.startswith("grid "))
-    seconds = float(inner.split(" in ")[1].split(" s")[0])
     npts = int(np.prod(grid))
-    return {"points": npts, "predict_s": seconds, "wall_s": float(wall), "points_per_s": npts / seconds, "peak_rss_mb": float(rss)}
+    best = None
+    for _ in range(repeats):
+        text = sh([sys.executable, "-c", code])
+        rc, wall, rss = text.splitlines()[0].split()
+        if int(rc):
+            sys.exit(text)
+        inner = next(line for line in text.splitlines() if line.startswith("grid "))
+        seconds = float(inner.split(" in ")[1].split(" s")[0])
+        run = {"points": npts, "predict_s": seconds, "wall_s": float(wall), "points_per_s": npts / seconds, "peak_rss_mb": float(rss)}
+        if best is None or run["points_per_s"] > best["points_per_s"]:
+            best = {**run, "peak_rss_mb": max(run["peak_rss_mb"], best["peak_rss_mb"]) if best else run["peak_rss_mb"]}
+        else:
+            best["peak_rss_mb"] = max(best["peak_rss_mb"], run["peak_rss_mb"])
+    return best
 
 
-def stock_speed(model: Path, atoms, npoints: int, threads: int) -> float:
-    """DeePMD-kit's own DeepDOS.eval with every grid point an atom of one frame: points/s."""
+STOCK_BATCHES = (100, 250, 500, 1000, 2000, 20000)
+
+
+def stock_speed(model: Path, atoms, npoints: int, threads: int, repeats: int = 5) -> float:
+    """DeePMD-kit's own DeepDOS.eval with every grid point an atom of one frame: points/s, the
+    best of `repeats` calls after a warm-up call of the same size (its first calls are slower)."""
     os.environ["DP_INTRA_OP_PARALLELISM_THREADS"] = str(threads)
     from deepmd.tf.infer import DeepDOS
 
@@ -139,10 +157,33 @@ def stock_speed(model: Path, atoms, npoints: int, threads: int) -> float:
     pts = np.random.default_rng(0).random((npoints, 3)) @ atoms.cell[:]
     coords = np.concatenate([atoms.positions, pts]).reshape(1, -1)
     types = [0] * len(atoms) + [1] * npoints
-    dd.eval(coords[:, : 3 * (len(atoms) + 10)], atoms.cell[:].reshape(1, 9), types[: len(atoms) + 10], atomic=True)  # warm up
-    t = time.perf_counter()
-    dd.eval(coords, atoms.cell[:].reshape(1, 9), types, atomic=True)
-    return npoints / (time.perf_counter() - t)
+    best = 0.0
+    for _ in range(repeats + 1):  # the first is the warm-up
+        t = time.perf_counter()
+        dd.eval(coords, atoms.cell[:].reshape(1, 9), types, atomic=True)
+        best = max(best, npoints / (time.perf_counter() - t)) if _ else best
+    return best
+
+
+def env_op_ceiling(model: Path, atoms, threads: int, repeats: int = 3) -> float:
+    """Points/s of DeePMD-kit's environment op alone, fed and batched as DeepCharge does (Si64,
+    100^3): the most any evaluation of the networks could reach while reusing that op."""
+    from deepmd.tf.env import tf
+
+    from deepmd_charge import DeepCharge
+
+    dc = DeepCharge(model, threads=threads)
+    with dc.graph.as_default():
+        nnei4 = 4 * int(sum(dc.sess.run(dc.graph.get_tensor_by_name("descrpt_attr/sel:0"))))
+        dc._o_rho = tf.reshape(dc.graph.get_tensor_by_name("o_rmat:0"), [-1, nnei4])[:, 0]  # one value per point
+    dc.predict(atoms, grid=(16, 16, 16))
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        dc.predict(atoms, grid=(100, 100, 100))
+        best = max(best, 1e6 / (time.perf_counter() - t))
+    dc.sess.close()
+    return best
 
 
 def graph_ab(model: Path, atoms, threads: int, workdir: Path, repeats: int = 2) -> list:
@@ -153,10 +194,8 @@ def graph_ab(model: Path, atoms, threads: int, workdir: Path, repeats: int = 2) 
     from deepmd_charge import DeepCharge
 
     variants = [("plain frozen graph", model, False), ("tabulated networks (default)", model, True)]
-    # DeePMD-kit's defaults (step 0.01, tables to 5x the closest training distance), then the
-    # options docs/large-systems.md recommends: 5x the step, no extrapolation zone (prediction
-    # never goes closer to a nucleus than the training data's closest point, CORE_RADIUS)
-    for suffix, opts in (("", []), ("-s05e1", ["-s", "0.05", "-e", "1"])):
+    # DeePMD-kit's defaults (step 0.01), then the larger steps docs/large-systems.md recommends
+    for suffix, opts in (("", []), ("-s05", ["-s", "0.05"]), ("-s10", ["-s", "0.1"])):
         compressed = workdir / f"{model.parent.name}-compressed{suffix}.pb"
         if not compressed.exists():
             sh(["dp", "--tf", "compress", "-i", str(model), "-o", str(compressed), *opts], model.parent)
@@ -176,11 +215,35 @@ def graph_ab(model: Path, atoms, threads: int, workdir: Path, repeats: int = 2) 
     return rows
 
 
+def concurrency_ab(models: dict, atoms, threads: int, repeats: int = 3) -> list:
+    """Chunks in flight at once (DeepCharge.concurrent_calls) 1 vs 2, Si64 100^3, one process.
+
+    Rows: (precision, calls, best points/s of `repeats`). `--threads 1` means one call.
+    """
+    from deepmd_charge import DeepCharge
+
+    rows = []
+    for prec, model in models.items():
+        dc = DeepCharge(model, threads=threads)
+        dc.predict(atoms, grid=(16, 16, 16))  # warm up
+        for calls in (1, 2):
+            dc.concurrent_calls = calls
+            best = 0.0
+            for _ in range(repeats):
+                t = time.perf_counter()
+                dc.predict(atoms, grid=(100, 100, 100))
+                best = max(best, 1e6 / (time.perf_counter() - t))
+            rows.append((prec, calls, best))
+        dc.sess.close()
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/speedbench"))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="skip the 10^4-atom and 128^3 cases")
+    parser.add_argument("--concurrency", action="store_true", help="only: one vs two chunks in flight (Si64, 100^3)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +251,11 @@ def main():
     from ase.io import write
 
     models = make_models(args.workdir)
+    if args.concurrency:
+        print("\n| precision | chunks in flight | points/s (Si64, 100^3, best of 3) |\n|---|---|---|")
+        for prec, calls, pps in concurrency_ab(models, bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2)), args.threads):
+            print(f"| {prec} | {calls} | {pps:,.0f} |")
+        return
     script = json.loads((args.workdir / "float64" / "input.json").read_text())
     neighbours = mean_neighbours(bulk("Si", "diamond", a=5.43, cubic=True), script["model"]["descriptor"]["rcut"])
     fpp = flops_per_point(script, neighbours)
@@ -211,11 +279,14 @@ def main():
         r = predict_case(models["float64"], path, (100, 100, 100), args.threads, args.workdir / "out")
         rows.append({"system": f"Si{natoms}", "atoms": natoms, "grid": "100^3", "precision": "float64", **r})
     ab = {prec: graph_ab(m, si64, args.threads, args.workdir) for prec, m in models.items()}
-    stock = {prec: {k: stock_speed(m, si64, k, args.threads) for k in (2000, 20000)} for prec, m in models.items()}
+    stock = {prec: {k: stock_speed(m, si64, k, args.threads) for k in STOCK_BATCHES} for prec, m in models.items()}
+    ceiling = {prec: env_op_ceiling(m, si64, args.threads) for prec, m in models.items()}
     print(f"\nmachine: {os.cpu_count()} cores, {args.threads} threads; fp32 matmul {gflops:.1f} GFLOP/s; model {fpp / 1e6:.3f} MFLOP/point "
           f"over {neighbours:.1f} real neighbours ({flops_per_point(script, sum(script['model']['descriptor']['sel'])) / 1e6:.3f} over all sel slots)")
     for prec, st in stock.items():
-        print(f"stock DeePMD-kit DeepDOS.eval, {prec} model, Si64 + N ghosts in one frame: " + ", ".join(f"N={k}: {v:,.0f} points/s" for k, v in st.items()))
+        print(f"stock DeePMD-kit DeepDOS.eval, {prec} model, Si64 + N ghosts in one frame (best of 5): " + ", ".join(f"N={k}: {v:,.0f}" for k, v in st.items()) + " points/s")
+    for prec, c in ceiling.items():
+        print(f"DeePMD-kit's environment op alone, batched as DeepCharge does, {prec} model, Si64 100^3: {c:,.0f} points/s = {c / max(stock[prec].values()):.1f}x the best stock batch")
     print("\n| system | atoms | grid | precision | points/s | peak RSS (MB) | fraction of fp32 matmul ceiling | speed-up over stock (best batch) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -227,7 +298,9 @@ def main():
     for prec, rows_ab in ab.items():
         for name, mb, pps, diff in rows_ab:
             print(f"| {prec} | {name} | {mb:.1f} | {pps:,.0f} | {diff:.1e} |")
-    (args.workdir / "results.json").write_text(json.dumps({"rows": rows, "stock": stock, "gflops": gflops, "flops_per_point": fpp, "graphs": ab}, indent=2))
+    (args.workdir / "results.json").write_text(
+        json.dumps({"rows": rows, "stock": stock, "env_op_ceiling": ceiling, "gflops": gflops, "flops_per_point": fpp, "graphs": ab}, indent=2)
+    )
 
 
 if __name__ == "__main__":

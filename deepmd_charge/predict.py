@@ -95,6 +95,14 @@ class DeepCharge:
         if tabulate:
             self._use_tables(names, config)
         self.chunk_points = CHUNK_POINTS_TABULATED if self.tabulated else CHUNK_POINTS
+        self._warm_up()
+
+    def _warm_up(self):
+        """One tiny evaluation. TensorFlow optimises a graph on its first call (0.1-0.3 s here):
+        that is part of loading the model, not of the first prediction's points/s (the stock
+        DeePMD-kit rate in benchmarks/predict_speed.py is also measured after a warm-up call)."""
+        one = np.zeros(1, dtype=np.int64)
+        self._run_batch([(one, one)], np.ones((1, 3)), np.zeros((1, 3)), one, np.eye(3) * 2 * self.rcut, np.empty(1))
 
     def _use_tables(self, names, config):
         """Switch to the tabulated graph (tf/tabulate.py) when it can reproduce this model."""

@@ -172,3 +172,25 @@ def test_negative_scale_means_volume(small_chgcar):
     lines[1] = "  -320.0"
     small_chgcar.write_text("\n".join(lines))
     assert read_chgcar(small_chgcar).atoms.get_volume() == pytest.approx(320.0)
+
+
+def test_values_are_formatted_exactly_as_python_formats_them():
+    """The numpy formatter (_format_e) gives the bytes of " %17.10E" % x, rounding ties included."""
+    from deepmd_charge.io.chgcar import format_values
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.random(20000) * 100,
+        rng.normal(size=20000) * 1e-5,
+        np.round(rng.random(20000), 11) + 0.5e-11,  # last digit exactly on a tie
+        10.0 ** np.arange(-99, 100),
+        np.array([0.0, -0.0, 1.0, 10.0, 9.99999999999, 9.99999999995, 0.1, 1 / 3, -1e-7, 123456789.0, 7.0]),
+        np.array([1e-100, 2.0, 3.0]),  # 3-digit exponent: the %-format fallback
+        np.array([np.nan, 1.0, -np.inf, 2.0, 3.0, 4.0]),
+    ]
+    for values in cases:
+        nfull = values.size // 5
+        expected = ((" %17.10E" * 5 + "\n") * nfull) % tuple(values[: 5 * nfull])
+        if values.size % 5:
+            expected += "".join(f" {x:17.10E}" for x in values[5 * nfull :]) + "\n"
+        assert format_values(values) == expected

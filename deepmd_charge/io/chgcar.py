@@ -462,15 +462,54 @@ def format_poscar(atoms: Atoms, title: str = "") -> str:
 
 
 def format_values(values: np.ndarray, per_line: int = 5) -> str:
-    """Grid values as VASP writes them: 5 per line, 11 significant digits."""
+    """Grid values as VASP writes them: 5 per line, 11 significant digits (" %17.10E")."""
     flat = np.asarray(values, dtype=np.float64).ravel(order="F")
     nfull = flat.size // per_line
-    # one %-format over the whole block: ~10x faster than np.savetxt for 1e6 values
-    body = ((" %17.10E" * per_line + "\n") * nfull) % tuple(flat[: nfull * per_line])
+    fields = _format_e(flat[: nfull * per_line])
+    if fields is not None:
+        lines = np.empty((nfull, per_line * 18 + 1), dtype=np.uint8)
+        lines[:, :-1] = fields.reshape(nfull, per_line * 18)
+        lines[:, -1] = ord("\n")
+        body = lines.tobytes().decode("ascii")
+    else:  # exponents of 3 digits, inf or nan: one %-format over the block (~10x np.savetxt)
+        body = ((" %17.10E" * per_line + "\n") * nfull) % tuple(flat[: nfull * per_line])
     rest = flat[nfull * per_line :]
     if rest.size:
         body += "".join(f" {x:17.10E}" for x in rest) + "\n"
     return body
+
+
+def _format_e(x: np.ndarray):
+    """(N, 18) ASCII codes of " %17.10E" % x, built with numpy: 0.3 s -> 0.07 s for 10^6 values,
+    which a 10^6-point prediction spent writing its CHGCAR. Values whose last digit is a near-tie
+    for float arithmetic get Python's (correctly rounded) formatting; None when a field would not
+    be 18 characters (|exponent| >= 100, inf, nan)."""
+    a = np.abs(x)
+    pos = a > 0
+    if not np.all(np.isfinite(x)) or np.any(pos & ((a >= 1e100) | (a < 1e-99))):
+        return None
+    e = np.zeros(x.shape, dtype=np.int64)
+    e[pos] = np.floor(np.log10(a[pos]))
+    scaled = a / 10.0 ** e * 1e10
+    d = np.rint(scaled).astype(np.int64)
+    tie = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-4
+    redo = pos & (tie | (d < 10**10) | (d >= 10**11))  # near-ties and log10 off by one
+    out = np.empty((x.size, 18), dtype=np.uint8)
+    out[:, 0] = ord(" ")
+    out[:, 1] = np.where(np.signbit(x), ord("-"), ord(" "))
+    out[:, 3] = ord(".")
+    out[:, 14] = ord("E")
+    for i, col in enumerate((2, *range(4, 14))):
+        out[:, col] = ord("0") + (d // 10 ** (10 - i)) % 10
+    out[:, 15] = np.where(e < 0, ord("-"), ord("+"))
+    out[:, 16] = ord("0") + np.abs(e) // 10
+    out[:, 17] = ord("0") + np.abs(e) % 10
+    for i in np.flatnonzero(redo):
+        field = (" %17.10E" % x[i]).encode()
+        if len(field) != 18:
+            return None
+        out[i] = np.frombuffer(field, dtype=np.uint8)
+    return out
 
 
 def write_chgcar(path, atoms: Atoms, blocks, trailers=None, title: str = "") -> None:
