@@ -158,6 +158,14 @@ def cmd_predict(args) -> int:
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
     check_writable(args.output)  # before any work: a late failure would also strand MPI ranks
     atoms = read_structure(args.structure, elements=args.elements)
+    if comm and not args.plain_graph:
+        # first use on this machine: one rank builds the prediction kernel, the others wait and load
+        # it, instead of every rank compiling the same file (about 20 s of every core)
+        from deepmd_charge.tf.kernel import load_kernel
+
+        if rank == 0:
+            load_kernel()
+        comm.Barrier()
     dc = _load_model(args.model, args.threads, args.plain_graph)
     dc.check_structure(atoms, args.structure)
     models = [dc]

@@ -38,13 +38,16 @@ def test_streamed_chgcar_equals_one_shot(tmp_path):
     np.testing.assert_array_equal(spin.blocks[1], spin.blocks[0])
 
 
-def test_mpi_two_ranks_same_file_as_serial(trained, tmp_path):
+def test_mpi_two_ranks_same_file_as_serial(trained, tmp_path, monkeypatch):
     model = str(trained["model"])
     poscar = str(EXAMPLE_DFT / "rattled_b" / "POSCAR")
     run(["dp-charge", "predict", model, poscar, "-o", str(tmp_path / "serial"), "--grid", "20", "24", "30", "--quiet", "--threads", "1"])
+    monkeypatch.setenv("DP_CHARGE_CACHE", str(tmp_path / "cache"))  # an empty kernel cache: first use
     out = run([_mpiexec(), "-n", "2", "dp-charge", "predict", model, poscar, "-o", str(tmp_path / "mpi"),
                "--grid", "20", "24", "30", "--quiet", "--threads", "1", "--slab-points", "1500"])
     assert "on 2 MPI ranks" in out.stdout
+    assert "(tabulated networks)" in out.stdout
+    assert out.stderr.count("building the prediction kernel") == 1  # one rank builds, the other waits
     assert out.stdout.count("electrons:") == 1  # only rank 0 reports
     a, b = read_chgcar(tmp_path / "serial").total, read_chgcar(tmp_path / "mpi").total
     assert np.abs(a - b).max() <= 1e-10
