@@ -1,11 +1,13 @@
 """Where prediction time goes: TensorFlow's step trace of DeepCharge.predict, summed by op scope.
 
-    python benchmarks/profile_predict.py MODEL.pb [--grid 48]
+    python benchmarks/profile_predict.py MODEL.pb [--grid 48] [--plain-graph]
 
 Runs a Si64 crystal on an N^3 grid with every Session.run traced (FULL_TRACE) and prints the share
-of op time per top-level scope (filter_type_* = descriptor embedding, ProdEnvMatA = DeePMD-kit's
-environment op, charge_radial = learned radial sums, layer_* = fitting net) and the slowest ops.
-Op times overlap when ops run in parallel: read them as shares, not as wall time.
+of op time per top-level scope and the slowest ops. With the tabulated networks (the default):
+ProdEnvMatA = DeePMD-kit's environment op, ChargeDescriptor = our kernel (tf/table_sum.cc),
+tabulated = the frozen fitting net. With --plain-graph: filter_type_* = descriptor embedding,
+charge_radial = learned radial sums, layer_* = fitting net. Op times overlap when ops run in
+parallel: read them as shares, not as wall time.
 """
 
 import argparse
@@ -19,6 +21,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("--grid", type=int, default=48)
+    parser.add_argument("--plain-graph", action="store_true", help="profile the plain frozen graph")
     args = parser.parse_args()
     from ase.build import bulk
     from deepmd.tf.env import tf
@@ -26,7 +29,7 @@ def main():
     from deepmd_charge import DeepCharge
 
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2))
-    dc = DeepCharge(args.model, threads=2)
+    dc = DeepCharge(args.model, threads=2, tabulate=not args.plain_graph)
     dc.concurrent_calls = 1  # TensorFlow traces one Session.run at a time
     dc.predict(atoms, grid=(16, 16, 16))
     plain_run, per_op = dc.sess.run, collections.Counter()
