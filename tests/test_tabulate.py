@@ -49,9 +49,17 @@ def test_tabulated_equals_plain_graph(trained, model):
     _assert_nets_never_run(model)
 
 
-@pytest.mark.parametrize("precision, atol", [("float64", 1e-10), ("float32", 2e-5)])
-def test_two_elements_unequal_sel(tmp_path, precision, atol):
-    """Per-element neighbour blocks of different sizes, both radial parts, both precisions."""
+@pytest.mark.parametrize(
+    "precision, atol, radial",
+    [
+        ("float64", 1e-10, {"radial_neuron": [4, 8], "radial_basis": 6}),
+        ("float32", 2e-5, {"radial_neuron": [4, 8], "radial_basis": 6}),
+        ("float64", 1e-10, {"radial_neuron": [], "radial_basis": 0}),  # se_e2_a and fitting net only
+        ("float64", 1e-10, {"radial_neuron": [4, 8], "radial_basis": 0}),
+    ],
+)
+def test_two_elements_unequal_sel(tmp_path, precision, atol, radial):
+    """Per-element neighbour blocks of different sizes, with and without the radial parts, both precisions."""
     from deepmd_charge import DeepCharge
 
     atoms = bulk("NaCl", "rocksalt", a=5.0, cubic=True)
@@ -71,7 +79,7 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol):
         "model": {
             "type_map": ["Na", "Cl", "X"],
             "descriptor": {"type": "se_e2_a", "sel": [20, 30, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1, "precision": precision},
-            "fitting_net": {"type": "charge", "neuron": [8], "radial_neuron": [4, 8], "radial_basis": 6, "seed": 1, "precision": precision},
+            "fitting_net": {"type": "charge", "neuron": [8], **radial, "seed": 1, "precision": precision},
         },
         "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-4},
         "training": {"training_data": {"systems": str(sysdir)}, "numb_steps": 20, "disp_freq": 20, "save_freq": 20, "seed": 1},

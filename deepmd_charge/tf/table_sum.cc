@@ -46,7 +46,7 @@ REGISTER_OP("ChargeDescriptor")
     .Attr("sel: list(int)")      // neighbour slots of each real element, in slot order
     .Attr("axis: int")
     .Input("em: E")          // [P, nnei * 4] normalised environment matrix
-    .Input("rij: E")         // [P, nnei * 3]
+    .Input("rij: E")         // [P, nnei * 3] (read only with a radial basis)
     .Input("nlist: int32")   // [P, nnei], < 0 for an empty slot
     .Input("g_coef: T")      // [Kg, 6, M] embedding tables of all elements, stacked
     .Input("g_info: T")      // [n, kInfo]; the radial tables share these rows
@@ -153,14 +153,16 @@ class ChargeDescriptorOp : public OpKernel {
     const int64 n = sel_.size();
     OP_REQUIRES(ctx, em.dims() == 2 && rij.dims() == 2 && nlist.dims() == 2, errors::InvalidArgument("em, rij, nlist must be [P, ...]"));
     const int64 P = nlist.dim_size(0), nnei = nlist.dim_size(1);
-    OP_REQUIRES(ctx, em.dim_size(0) == P && em.dim_size(1) == 4 * nnei && rij.dim_size(0) == P && rij.dim_size(1) == 3 * nnei,
-                errors::InvalidArgument("em [P, 4 nnei], rij [P, 3 nnei] and nlist [P, nnei] disagree"));
+    OP_REQUIRES(ctx, em.dim_size(0) == P && em.dim_size(1) == 4 * nnei,
+                errors::InvalidArgument("em [P, 4 nnei] and nlist [P, nnei] disagree"));
     int64 nsel = 0;
     for (int s : sel_) nsel += s;
     OP_REQUIRES(ctx, nsel <= nnei, errors::InvalidArgument("sel has more slots than nlist"));
     for (const Tensor* c : {&g_coef, &r_coef, &b_coef})
       OP_REQUIRES(ctx, c->dims() == 3 && c->dim_size(1) == 6, errors::InvalidArgument("tables must be [K, 6, M]"));
     const int64 M = g_coef.dim_size(2), Mr = r_coef.dim_size(2), Nb = b_coef.dim_size(2);
+    OP_REQUIRES(ctx, Nb == 0 || (rij.dim_size(0) == P && rij.dim_size(1) == 3 * nnei),
+                errors::InvalidArgument("rij must be [P, 3 nnei] with a radial basis"));
     OP_REQUIRES(ctx, M >= axis_ && g_info.NumElements() == n * kInfo && g_pad.NumElements() == n * M && b_info.NumElements() == kInfo &&
                     b_mean.NumElements() == n * Nb && b_std.NumElements() == n * Nb && lin_w.NumElements() == Mr + n * Nb,
                 errors::InvalidArgument("table info does not match sel and the tables"));

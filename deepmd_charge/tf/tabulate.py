@@ -52,8 +52,8 @@ def unsupported_reason(script: dict, node_names: set) -> str | None:
         return "env_protection"
     if not any(n.startswith("filter_type_") and "/matrix_" in n for n in node_names):
         return "a compressed model (dp compress): its own tables are used"
-    if "o_rmat" not in node_names or "o_descriptor" not in node_names:
-        return "no environment-matrix / descriptor outputs in the graph"
+    if "o_descriptor" not in node_names:
+        return "no descriptor output in the graph"
     return None
 
 
@@ -247,10 +247,16 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         tf.import_graph_def(graph_def, name="")
         get = graph.get_tensor_by_name
         const = lambda a: tf.constant(np.asarray(a, dtype=npprec))  # noqa: E731
+        # the environment op's own outputs (descrpt, descrpt_deriv, rij, nlist): `dp freeze` keeps
+        # the o_rij / o_nlist identities only when the model reads them
+        env = [op for op in graph.get_operations() if op.type == "ProdEnvMatA"]
+        if len(env) != 1:
+            raise ValueError(f"{len(env)} ProdEnvMatA ops in the graph (one expected)")
+        em, _, rij, nlist = env[0].outputs
         features, linear = kernel.charge_descriptor(
-            tf.reshape(get("o_rmat:0"), [-1, nnei * 4]),
-            tf.reshape(get("o_rij:0"), [-1, nnei * 3]),
-            tf.reshape(get("o_nlist:0"), [-1, nnei]),
+            tf.reshape(em, [-1, nnei * 4]),
+            tf.reshape(rij, [-1, nnei * 3]) if nbasis else tf.zeros([0, 0], dtype=em.dtype),  # unread without a basis
+            tf.reshape(nlist, [-1, nnei]),
             const(np.concatenate(g_coef)),
             const(info),
             const(pads),
