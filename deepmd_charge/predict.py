@@ -118,8 +118,8 @@ class DeepCharge:
             return
         try:
             graph, out, _ = build_tabulated_graph(self.graph.as_graph_def(), self.script, self.ghost_type, kernel)
-        except ValueError as err:  # a graph layout the tables do not know: the plain graph is right
-            self.why_not_tabulated = str(err)
+        except Exception as err:  # noqa: BLE001  a layout the tables do not know: the plain graph is right
+            self.why_not_tabulated = f"the tables could not be built ({type(err).__name__}: {err})"
             return
         self.sess.close()
         self.sess = tf.Session(graph=graph, config=config)

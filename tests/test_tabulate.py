@@ -49,17 +49,23 @@ def test_tabulated_equals_plain_graph(trained, model):
     _assert_nets_never_run(model)
 
 
+FULL = {"radial_neuron": [4, 8], "radial_basis": 6}
+
+
 @pytest.mark.parametrize(
-    "precision, atol, radial",
+    "precision, atol, radial, descriptor",
     [
-        ("float64", 1e-10, {"radial_neuron": [4, 8], "radial_basis": 6}),
-        ("float32", 2e-5, {"radial_neuron": [4, 8], "radial_basis": 6}),
-        ("float64", 1e-10, {"radial_neuron": [], "radial_basis": 0}),  # se_e2_a and fitting net only
-        ("float64", 1e-10, {"radial_neuron": [4, 8], "radial_basis": 0}),
+        ("float64", 1e-10, FULL, {}),
+        ("float32", 2e-5, FULL, {}),
+        ("float64", 1e-10, {"radial_neuron": [], "radial_basis": 0}, {}),  # se_e2_a and fitting net only
+        ("float64", 1e-10, {"radial_neuron": [4, 8], "radial_basis": 0}, {}),
+        # one embedding net per neighbour element (scope filter_type_all), resnet, another activation
+        ("float64", 1e-10, FULL, {"type_one_side": True, "resnet_dt": True, "activation_function": "gelu"}),
     ],
 )
-def test_two_elements_unequal_sel(tmp_path, precision, atol, radial):
-    """Per-element neighbour blocks of different sizes, with and without the radial parts, both precisions."""
+def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor):
+    """Per-element neighbour blocks of different sizes, with and without the radial parts, both
+    precisions, descriptor options."""
     from deepmd_charge import DeepCharge
 
     atoms = bulk("NaCl", "rocksalt", a=5.0, cubic=True)
@@ -78,7 +84,7 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial):
     inp = {
         "model": {
             "type_map": ["Na", "Cl", "X"],
-            "descriptor": {"type": "se_e2_a", "sel": [20, 30, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1, "precision": precision},
+            "descriptor": {"type": "se_e2_a", "sel": [20, 30, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1, "precision": precision, **descriptor},
             "fitting_net": {"type": "charge", "neuron": [8], **radial, "seed": 1, "precision": precision},
         },
         "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-4},
@@ -134,3 +140,18 @@ def test_without_a_compiler_the_plain_graph_is_used(trained, monkeypatch, tmp_pa
         assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
     finally:
         kernel.load_kernel.cache_clear()
+
+
+def test_a_table_build_failure_falls_back_to_the_plain_graph(trained, monkeypatch):
+    """A model layout the tables do not handle never stops prediction: the plain graph runs, and
+    the reason is kept (dp-charge predict prints it on its summary line)."""
+    from deepmd_charge import DeepCharge
+    from deepmd_charge.tf import tabulate
+
+    def broken(*args, **kwargs):
+        raise KeyError("filter_type_1/idt_1_0")
+
+    monkeypatch.setattr(tabulate, "build_tabulated_graph", broken)
+    dc = DeepCharge(trained["model"])
+    assert not dc.tabulated and "could not be built" in dc.why_not_tabulated and "idt_1_0" in dc.why_not_tabulated
+    assert np.all(np.isfinite(dc.predict(bulk("Si", "diamond", a=5.43, cubic=True), grid=(6, 6, 6))))

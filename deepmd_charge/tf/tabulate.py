@@ -130,6 +130,12 @@ def _net_function(consts: dict, scope: str, suffix: str, neuron, activation: str
     from deepmd.tf.env import tf
     from deepmd.tf.utils.network import embedding_net
 
+    consts = dict(consts)
+    if resnet_dt:
+        # a layer without a residual connection leaves its idt unused, and `dp freeze` drops it;
+        # embedding_net still asks for it (any value gives the same output)
+        for i, width in enumerate(neuron, start=1):
+            consts.setdefault(f"{scope}/idt_{i}{suffix}", np.ones((1, width)))
     graph = tf.Graph()
     with graph.as_default():
         x = tf.placeholder(precision, [None, 1])
