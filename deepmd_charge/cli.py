@@ -17,7 +17,7 @@ from deepmd_charge.errors import InputError
 from deepmd_charge.io.files import check_writable
 
 
-def _add_threads(p):
+def _add_evaluation_options(p):
     p.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: OMP_NUM_THREADS or all cores)")
     p.add_argument(
         "--plain-graph",
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--slab-points", type=int, default=None, help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory")
-    _add_threads(p)
+    _add_evaluation_options(p)
 
     t = sub.add_parser("test", help="accuracy of a model against DFT grids or ghost-point npy systems")
     t.add_argument("model", help="frozen model from dp freeze (model.pb)")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channel", default="total", help="CHGCAR block to score against: total (default) or magnetization (for a spin model)")
     t.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_threads(t)
+    _add_evaluation_options(t)
     return parser
 
 

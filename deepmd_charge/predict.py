@@ -117,7 +117,7 @@ class DeepCharge:
             self.why_not_tabulated = self.why_not_tabulated or "the prediction kernel could not be built"
             return
         try:
-            graph, out, _ = build_tabulated_graph(self.graph.as_graph_def(), self.script, self.ghost_type, kernel)
+            graph, out = build_tabulated_graph(self.graph.as_graph_def(), self.script, self.ghost_type, kernel)
         except Exception as err:  # noqa: BLE001  a layout the tables do not know: the plain graph is right
             self.why_not_tabulated = f"the tables could not be built ({type(err).__name__}: {err})"
             return
@@ -195,13 +195,13 @@ class DeepCharge:
         """Density (e/A^3) at cartesian `points` (M, 3), Angstrom, in a periodic cell."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         ctx = self._context(atoms, len(points))
-        frac = points @ ctx.inv
+        frac = _to(points, ctx.inv)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(points), unit="pt", unit_scale=True, desc="predict", mininterval=0.5)
-        rho = self._predict_wrapped(ctx, (frac - np.floor(frac)) @ ctx.cell, bar)  # the density is periodic
+        rho = self._predict_wrapped(ctx, _to(frac - np.floor(frac), ctx.cell), bar)  # the density is periodic
         if bar:
             bar.close()
         return rho

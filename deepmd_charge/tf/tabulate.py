@@ -61,22 +61,18 @@ _LINEAR_WEIGHTS = {"radial": "charge_radial/linear", "basis": "charge_basis/weig
 
 
 def _linear_paths(graph_def) -> dict:
-    """{"radial"/"basis": (sum tensor, product tensor)} of a frozen charge model's linear paths.
+    """{"radial"/"basis": product tensor} of a frozen charge model's linear paths (tf/fitting.py).
 
     `dp freeze` keeps only the graph's declared outputs by name, so they are found by structure:
-    each sum is reshaped into the matrix product with its weights (charge_radial/linear,
-    charge_basis/weights; tf/fitting.py), and the fitting net's input reads the same sum.
+    the matrix product of a sum with its weights (charge_radial/linear, charge_basis/weights).
     """
-    nodes = {n.name: n for n in graph_def.node}
     found = {}
     for n in graph_def.node:
         if n.op != "MatMul" or len(n.input) < 2:
             continue
         for key, weights in _LINEAR_WEIGHTS.items():
             if n.input[1].split(":")[0] in (weights, weights + "/read"):
-                reshape = nodes[n.input[0].split(":")[0]]
-                if reshape.op == "Reshape":
-                    found[key] = (reshape.input[0] if ":" in reshape.input[0] else reshape.input[0] + ":0", n.name + ":0")
+                found[key] = n.name + ":0"
     return found
 
 
@@ -97,17 +93,14 @@ class Table:
         starts = np.concatenate([self.lower + h0 * np.arange(n0), self.upper + h1 * np.arange(n1)])
         widths = np.concatenate([np.full(n0, h0), np.full(n1, h1)])
         values = func((starts[:, None] + widths[:, None] * _NODES).reshape(-1))  # (n * 6, M)
-        ncol = values.shape[1]
-        values = values.reshape(len(starts), 6, ncol)
+        values = values.reshape(len(starts), 6, values.shape[1])
         coef = np.einsum("pq,kqm->kpm", _VANDER_INV, values)  # in t = (x - x_k) / width
         coef /= widths[:, None, None] ** np.arange(6)[None, :, None]  # in (x - x_k)
         self.coef = np.ascontiguousarray(coef)  # [K, 6, M]: the kernel's layout, power by power
-        self.ncol = ncol
-        self.info = np.array([self.lower, self.upper, self.max, h0, h1])
 
     def info_row(self, row0: int, avg: float = 0.0, std: float = 1.0) -> np.ndarray:
         """This table's row of table_sum.cc's info input, its coefficients starting at row0."""
-        return np.array([*self.info, row0, self.n0, len(self.coef), avg, std], dtype=np.float64)
+        return np.array([self.lower, self.upper, self.max, FINE_STRIDE, COARSE_STRIDE, row0, self.n0, len(self.coef), avg, std])
 
     def __call__(self, x):
         """numpy evaluation (for tests), as the kernel does it."""
@@ -178,7 +171,7 @@ def _layer0_input(graph_def, ghost_type: int) -> str | None:
 
 
 def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
-    """(graph, output tensor, replaced tensors): the frozen model with tabulated networks.
+    """(graph, output tensor): the frozen model with tabulated networks.
 
     The graph has the frozen model's placeholders (t_coord, t_type, t_natoms, t_box, t_mesh) and
     is valid when every local atom is a ghost (as in DeepCharge's chunks). `kernel` is the module
@@ -206,9 +199,9 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     # the radial net's widths from its weights (the script may hold null for "the default")
     radial_neuron = [consts[f"charge_radial/matrix_{i}"].shape[1] for i in range(1, 99) if f"charge_radial/matrix_{i}" in consts]
     bounds = np.cumsum([0] + sel)
-    sums = _linear_paths(graph_def)
-    if bool(radial_neuron) != ("radial" in sums) or bool(nbasis) != ("basis" in sums):
-        raise ValueError(f"radial/basis sums not found in the graph ({sorted(sums)})")
+    products = _linear_paths(graph_def)
+    if bool(radial_neuron) != ("radial" in products) or bool(nbasis) != ("basis" in products):
+        raise ValueError(f"radial/basis linear paths not found in the graph ({sorted(products)})")
     radial_net = None
     if radial_neuron:
         radial_net = _net_function(consts, "charge_radial", "", radial_neuron, fit.get("activation_function", "tanh"), False, prec)
@@ -246,7 +239,7 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     else:
         b_coef, b_info, b_mean, b_std = np.zeros((1, 6, 0)), np.zeros(10), np.zeros(0), np.zeros(0)
     r_coef = np.concatenate(r_coef) if r_coef else np.zeros((1, 6, 0))
-    lin_w = np.concatenate([consts[_LINEAR_WEIGHTS[k]].reshape(-1) for k in ("radial", "basis") if k in sums] + [np.zeros(0)])
+    lin_w = np.concatenate([consts[_LINEAR_WEIGHTS[k]].reshape(-1) for k in ("radial", "basis") if k in products] + [np.zeros(0)])
 
     graph = tf.Graph()
     with graph.as_default():
@@ -281,8 +274,8 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
             input_map[p + ":0"] = get(p + ":0")
         # the linear paths' products (a matrix-vector product each: 6 % of float64 op time)
         for col, key in enumerate(("radial", "basis")):
-            if key in sums:
-                input_map[sums[key][1]] = tf.cast(linear[:, col : col + 1], get(sums[key][1]).dtype)
+            if key in products:
+                input_map[products[key]] = tf.cast(linear[:, col : col + 1], get(products[key]).dtype)
         # The fitting net's input row itself, as the kernel wrote it, so that the graph's float64
         # concat and cast of it never run; the Shape ops that read the descriptor get its shape
         # (else they would make the descriptor's float64 cast run). Together 15 % of op time in the
@@ -296,4 +289,4 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
                 shape = tf.stack([1, tf.shape(features, out_type=get(n.name + ":0").dtype)[0] * neuron[-1] * axis])
                 input_map[n.name + ":0"] = shape
         (out,) = tf.import_graph_def(graph_def, input_map=input_map, return_elements=["o_atom_dos:0"], name="tabulated")
-    return graph, out, input_map
+    return graph, out
