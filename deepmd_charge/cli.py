@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_evaluation_options(args) -> None:
+    """Every numeric option of predict/test, checked before TensorFlow is imported."""
+    from deepmd_charge.grid import check_shape
+
+    if args.threads is not None and args.threads <= 0:
+        raise InputError("--threads", f"must be a positive number of threads, got {args.threads}")
+    if getattr(args, "grid", None) is not None:
+        check_shape(args.grid)
+    if getattr(args, "spacing", None) is not None and not (np.isfinite(args.spacing) and args.spacing > 0):
+        raise InputError("--spacing", f"must be a positive length in Angstrom, got {args.spacing}")
+    if getattr(args, "normalize", None) is not None and not (np.isfinite(args.normalize) and args.normalize > 0):
+        raise InputError("--normalize", f"needs a positive electron count, got {args.normalize}")
+    if getattr(args, "slab_points", None) is not None and args.slab_points <= 0:
+        raise InputError("--slab-points", f"must be positive, got {args.slab_points}")
+
+
 def _setup_threads(threads):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if threads:
@@ -183,11 +199,7 @@ def cmd_predict(args) -> int:
         elif any(t.strip() for t in like.trailers) and rank == 0:
             print(f"note: {args.like} holds other atoms; its augmentation block is not copied")
     shape = dc.grid_shape(atoms, shape, args.spacing)
-    if args.normalize is not None and args.normalize <= 0:
-        raise InputError("--normalize", f"needs a positive electron count, got {args.normalize}")
     progress = not args.quiet
-    if args.slab_points is not None and args.slab_points <= 0:
-        raise InputError("--slab-points", f"must be positive, got {args.slab_points}")
     if comm:
         streams = [slabs_in_order(m, atoms, shape, comm, progress, args.slab_points) for m in models]
     else:
@@ -294,41 +306,16 @@ def cmd_test(args) -> int:
     return 0
 
 
-def _quiet_native_stderr(call):
-    """Run `call` with the C-level stderr held back; show it only if `call` raises.
-
-    Loading DeePMD-kit's op library prints CUDA-not-found and TensorFlow start-up lines from C
-    code on every run of a CPU-only install; they say nothing useful to a user.
-    """
-    if os.environ.get("DP_CHARGE_VERBOSE"):
-        return call()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            return call()
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-def _import_backend() -> None:
-    import deepmd.tf.env  # noqa: F401  (TensorFlow and DeePMD-kit's op library)
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_threads(getattr(args, "threads", None))
     try:
         if args.command in ("predict", "test"):
-            _quiet_native_stderr(_import_backend)
+            _check_evaluation_options(args)  # a mistake costs one line, before any model or kernel work
+            from deepmd_charge.tf.backend import import_backend
+
+            import_backend()
         return {"convert": cmd_convert, "predict": cmd_predict, "test": cmd_test}[args.command](args)
     except InputError as exc:
         print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
@@ -343,12 +330,7 @@ def main(argv=None) -> int:
 
 def console_main() -> None:
     """The `dp-charge` command: main(), then exit without the native libraries' unload chatter."""
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if not os.environ.get("DP_CHARGE_VERBOSE"):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # CUDA stubs print on unload of a CPU-only install
-    sys.exit(code)
+    sys.exit(main())  # tf/backend.py holds back the native libraries' start-up and unload chatter
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ CHUNK_POINTS_TABULATED = 16384
 
 
 def _load_graph(path: Path):
-    from deepmd.tf.env import tf
+    from deepmd_charge.tf.backend import import_backend
+
+    tf = import_backend()
 
     graph_def = tf.GraphDef()
     try:
@@ -62,7 +64,9 @@ class DeepCharge:
     """
 
     def __init__(self, model_file, threads: int | None = None, tabulate: bool = True):
-        from deepmd.tf.env import tf
+        from deepmd_charge.tf.backend import import_backend
+
+        tf = import_backend()
 
         path = Path(model_file)
         if not path.is_file():
@@ -108,13 +112,13 @@ class DeepCharge:
         """Switch to the tabulated graph (tf/tabulate.py) when it can reproduce this model."""
         from deepmd.tf.env import tf
 
-        from deepmd_charge.tf.kernel import load_kernel
+        from deepmd_charge.tf.kernel import kernel_status, load_kernel
         from deepmd_charge.tf.tabulate import build_tabulated_graph, unsupported_reason
 
         self.why_not_tabulated = unsupported_reason(self.script, names)
         kernel = None if self.why_not_tabulated else load_kernel()
         if kernel is None:
-            self.why_not_tabulated = self.why_not_tabulated or "the prediction kernel could not be built"
+            self.why_not_tabulated = self.why_not_tabulated or kernel_status()
             return
         try:
             graph, out = build_tabulated_graph(self.graph.as_graph_def(), self.script, self.ghost_type, kernel)
@@ -224,6 +228,8 @@ class DeepCharge:
     def _predict_wrapped(self, ctx, points, bar=None):
         """Points inside the cell; near-nucleus points replaced by their sphere average."""
         points, sphere_of = self._substitute_core_points(ctx, points)
+        if bar is not None and sphere_of is not None:
+            bar.total += len(points) - sphere_of[0]  # the sphere points are evaluated too
         rho = self._evaluate(ctx, points, bar)
         if sphere_of is not None:
             n_core, idx, weights = sphere_of
