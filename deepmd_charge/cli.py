@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slab-points", type=int, default=None, help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory")
     _add_evaluation_options(p)
 
+    i = sub.add_parser("input", help="write the recommended input.json for dp train on converted data")
+    i.add_argument("data", nargs="+", help="data folders written by dp-charge convert (deepmd/npy systems, searched recursively)")
+    i.add_argument("-o", "--output", default="input.json", help="input file to write (default input.json)")
+    length = i.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None, help="training steps (default 8000)")
+    length.add_argument("--minutes", type=float, default=None, help="size the run for this training time on this machine (times a short dp train first)")
+    i.add_argument("--rcut", type=float, default=5.0, help="cutoff radius in Angstrom (default 5)")
+    i.add_argument("--precision", choices=["float64", "float32"], default="float64", help="network precision (float32: faster, slightly less accurate)")
+    i.add_argument("--seed", type=int, default=1, help="random seed of the networks and the training")
+
     t = sub.add_parser("test", help="accuracy of a model against DFT grids or ghost-point npy systems")
     t.add_argument("model", help="frozen model from dp freeze (model.pb)")
     t.add_argument("data", nargs="+", help="CHGCAR/cube files and/or deepmd/npy system folders")
@@ -156,6 +166,30 @@ def cmd_convert(args) -> int:
     for w in written:
         print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
     print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{out}"')
+    return 0
+
+
+def cmd_input(args) -> int:
+    from deepmd_charge import recipe
+
+    check_writable(args.output)
+    if args.minutes is not None and not (np.isfinite(args.minutes) and args.minutes > 0):
+        raise InputError("--minutes", f"must be a positive training time, got {args.minutes}")
+    jdata = recipe.recommended_input(args.data, steps=recipe.STEPS if args.steps is None else args.steps, rcut=args.rcut, precision=args.precision, seed=args.seed)
+    if args.minutes is not None:
+        per_step = recipe.seconds_per_step(jdata)
+        steps = max(100, int(args.minutes * 60 / per_step) // 100 * 100)
+        print(f"timing: {per_step:.4f} s per step on this machine -> {steps} steps for {args.minutes:g} minutes")
+        jdata = recipe.recommended_input(args.data, steps=steps, rcut=args.rcut, precision=args.precision, seed=args.seed)
+    from deepmd_charge.io.files import atomic_write
+
+    with atomic_write(args.output) as fh:
+        json.dump(jdata, fh, indent=2)
+        fh.write("\n")
+    model = jdata["model"]
+    print(f'wrote {args.output}: type_map {model["type_map"]}, sel {model["descriptor"]["sel"]}, '
+          f'{jdata["training"]["numb_steps"]} steps, lr {jdata["learning_rate"]["start_lr"]:g} -> {jdata["learning_rate"]["stop_lr"]:g} at the last step')
+    print(f"next: dp train {args.output} && dp freeze -o model.pb")
     return 0
 
 
@@ -316,7 +350,7 @@ def main(argv=None) -> int:
             from deepmd_charge.tf.backend import import_backend
 
             import_backend()
-        return {"convert": cmd_convert, "predict": cmd_predict, "test": cmd_test}[args.command](args)
+        return {"convert": cmd_convert, "input": cmd_input, "predict": cmd_predict, "test": cmd_test}[args.command](args)
     except InputError as exc:
         print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
         return 2
