@@ -13,6 +13,20 @@ CORPUS = SHARED / "chgcar-corpus"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: fixtures that run `dp train` (once per session): tests using them are "slow"
+SLOW_FIXTURES = {"trained", "model"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model, builds the kernel or runs DFT (deselect with -m 'not slow')")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 needs_shared = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/data is not present (fresh clone)")
 
 
