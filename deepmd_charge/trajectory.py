@@ -118,9 +118,19 @@ def predict_frames(args, predict_one, load_model, rank: int = 0) -> int:
     models = [args.model] + ([args.spin_model] if getattr(args, "spin_model", None) else [])
     loaded = [load_model(m, args.threads, args.plain_graph, cache=cache) for m in models]
 
+    like = None
+    if getattr(args, "like", None):
+        from deepmd_charge.io.structure import read_volumetric
+
+        like = read_volumetric(args.like, elements=args.elements)
+
     def check(atoms, source):
         for dc in loaded:
             dc.check_structure(atoms, source)
+        if like is not None:
+            from deepmd_charge.grid import check_same_cell
+
+            check_same_cell(atoms.cell[:], like.atoms.cell[:], like.shape, f"{args.like} (for {source})")
 
     chosen = select_frames(args.structure, getattr(args, "index", None), check=check)
     width = max(WIDTH, len(str(max(chosen))))
