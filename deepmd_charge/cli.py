@@ -294,14 +294,15 @@ def _fmt_row(name, m):
 def cmd_test(args) -> int:
     import numpy as np
 
-    from deepmd_charge.evaluate import evaluate_system, evaluate_volumetric, is_npy_system
+    from deepmd_charge.evaluate import check_channel, evaluate_system, evaluate_volumetric, is_npy_system, reference_warnings, table_header
     from deepmd_charge.metrics import score
-
-    from deepmd_charge.evaluate import check_channel, reference_warnings, table_header
 
     for path in (args.json, args.plot, args.slice, args.planar_average, args.diff):
         if path:
             check_writable(path)
+    for option, path in (("--slice", args.slice), ("--planar-average", args.planar_average), ("--diff", args.diff)):
+        if path and all(is_npy_system(item) for item in args.data):
+            raise InputError(option, "needs at least one CHGCAR/cube input")
     if args.slice or args.planar_average:
         from deepmd_charge.plot import axis_index
 
@@ -337,9 +338,6 @@ def cmd_test(args) -> int:
         parity_plot(args.plot, {r["name"]: (r["ref"], r["pred"]) for r in results}, log=args.log)
         print(f"wrote {args.plot}")
     grids = [r for r in results if "vol" in r]
-    for option, path in (("--slice", args.slice), ("--planar-average", args.planar_average), ("--diff", args.diff)):
-        if path and not grids:
-            raise InputError(option, "needs at least one CHGCAR/cube input")
     if args.slice:
         from deepmd_charge.plot import slice_plot
 
@@ -354,8 +352,8 @@ def cmd_test(args) -> int:
     if args.diff:
         from deepmd_charge.evaluate import write_difference
 
-        for path in write_difference(args.diff, grids):
-            print(f"wrote {path}")
+        for path, result in zip(write_difference(args.diff, grids), grids):
+            print(f"wrote {path} (model - DFT for {result['name']})")
     return 0
 
 
