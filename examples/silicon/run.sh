@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # convert -> train -> freeze -> predict -> test on 8-atom silicon (GPAW PBE densities in dft/).
 # Trains on ONE rattled structure (dft/rattled_a) and scores structures it has never seen.
-# About 5 minutes on 2 CPU cores (5.0 min measured by benchmarks/time_example.py on a shared, loaded
-# 2-core AMD EPYC, NMAE 1.28% on rattled_b). Everything it makes goes to examples/silicon/work/;
+# 5-6 minutes on 2 CPU cores (5.0 and 5.8 min measured by benchmarks/time_example.py on a shared,
+# loaded 2-core AMD EPYC; NMAE 1.28% on rattled_b). Everything it makes goes to examples/silicon/work/;
 # running it again replaces it.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
