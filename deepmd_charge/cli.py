@@ -214,7 +214,7 @@ def cmd_predict(args) -> int:
         models[1].check_structure(atoms, args.structure)
     trailers, shape = [""] * len(models), args.grid
     if args.like:
-        like = read_volumetric(args.like, elements=args.elements)
+        like = getattr(args, "like_data", None) or read_volumetric(args.like, elements=args.elements)  # read once per trajectory
         shape = like.shape
         from deepmd_charge.grid import check_same_cell
 

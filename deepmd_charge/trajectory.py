@@ -82,6 +82,11 @@ def iter_file(path):
         raise InputError(path, f"ASE cannot read a structure from it ({where}{type(exc).__name__}: {printable(exc, 200)})") from None
 
 
+def frame_source(path, number: int, count: int) -> str:
+    """How messages name a frame: the file alone when it holds one frame."""
+    return str(path) if count == 1 else f"{path} frame {number}"
+
+
 def select_frames(path, index: str | None = None, check=None) -> list:
     """Numbers of the selected frames of `path`; `check(atoms, source)` runs on each of them."""
     selection = _parse_index(index)
@@ -102,9 +107,10 @@ def select_frames(path, index: str | None = None, check=None) -> list:
         wanted = set(chosen)
         for n, atoms in iter_file(path):
             if n in wanted:
+                source = frame_source(path, n, count)
                 if len(atoms) == 0:
-                    raise InputError(f"{path} frame {n}", "holds no atoms")
-                check(atoms, f"{path} frame {n}")
+                    raise InputError(source, "holds no atoms")
+                check(atoms, source)
     return chosen
 
 
@@ -133,6 +139,7 @@ def predict_frames(args, predict_one, load_model, rank: int = 0) -> int:
             check_same_cell(atoms.cell[:], like.atoms.cell[:], like.shape, f"{args.like} (for {source})")
 
     chosen = select_frames(args.structure, getattr(args, "index", None), check=check)
+    single_file = len(chosen) == 1 and not getattr(args, "index", None)  # a file of one frame
     width = max(WIDTH, len(str(max(chosen))))
     names = {n: frame_name(args.output, n, width) if len(chosen) > 1 else args.output for n in chosen}
     for name in names.values():
@@ -143,8 +150,8 @@ def predict_frames(args, predict_one, load_model, rank: int = 0) -> int:
         if n not in wanted:
             continue
         frame_args = copy.copy(args)
-        frame_args.atoms, frame_args.output, frame_args.model_cache = atoms, names[n], cache
-        frame_args.structure = f"{args.structure} frame {n}"
+        frame_args.atoms, frame_args.output, frame_args.model_cache, frame_args.like_data = atoms, names[n], cache, like
+        frame_args.structure = args.structure if single_file else f"{args.structure} frame {n}"
         if rank == 0 and len(chosen) > 1:
             print(f"== frame {n} ({done + 1} of {len(chosen)}) -> {names[n]}", flush=True)
         code = predict_one(frame_args)

@@ -161,6 +161,18 @@ def test_trajectory_with_a_bad_frame_writes_nothing(trained, tmp_path):
     assert not list(tmp_path.glob("OUT*"))
 
 
+def test_trajectory_with_like_checks_every_frame_first(trained, tmp_path):
+    frames = _frames()  # cells of 5.43, 5.48, 5.53 A
+    ase.io.write(tmp_path / "md.xyz", frames)
+    write_chgcar(tmp_path / "like", frames[0], [np.ones((6, 6, 8))])
+    base = ["dp-charge", "predict", str(trained["model"]), str(tmp_path / "md.xyz"), "-o", str(tmp_path / "OUT"), "--like", str(tmp_path / "like"), "--quiet"]
+    proc = run(base, check=False)
+    _one_line(proc, f"{tmp_path / 'like'} (for {tmp_path / 'md.xyz'} frame 1): has another cell than the structure")
+    assert not list(tmp_path.glob("OUT*"))
+    run(base + ["--index", "0"])
+    assert read_chgcar(tmp_path / "OUT").shape == (6, 6, 8)
+
+
 # ---- test ---------------------------------------------------------------------------------------
 def test_magnetization_channel_with_a_total_density_model_is_an_error(trained, tmp_path):
     vol = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")
