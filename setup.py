@@ -26,7 +26,10 @@ setup(
         "test": ["pytest", "hypothesis", "mpi4py", "mpich"],
     },
     entry_points={
-        "deepmd": ["charge = deepmd_charge.entrypoint"],
+        "deepmd": ["charge = deepmd_charge.entrypoint"],  # loaded by the TF backend (dp --tf train, freeze)
+        # loaded whenever `dp` starts (deepmd.backend is imported by every command): makes
+        # `dp doc-train-input` list the charge fitting and loss arguments; light, no TensorFlow
+        "deepmd.backend": ["charge = deepmd_charge.argcheck"],
         "dpdata.plugins": ["deepmd_charge = deepmd_charge.io.dpdata"],
         "console_scripts": ["dp-charge = deepmd_charge.cli:console_main"],
     },

@@ -93,7 +93,7 @@ def run_material(name: str, data: Path, work: Path, steps: int, images: Path | N
         seconds = float(done.read_text())  # same input, model already trained: score it again
     else:
         # one set per file; file i is sampled with seed 1 + i, so rattled_a gets the same points as with K = 1
-        sh(["dp-charge", "convert", *map(str, trains), "-o", "data", "--seed", "1"], work)
+        sh(["dp-charge", "convert", *map(str, trains), "-o", "data", "--overwrite", "--seed", "1"], work)
         (work / "input.json").write_text(inp)
         listed.write_text(files)
         t = time.perf_counter()

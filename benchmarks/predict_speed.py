@@ -68,7 +68,7 @@ def make_models(work: Path) -> dict:
         if stale or not (d / "model.pb").exists():  # a workdir of another model definition: retrain
             for old in work.glob(f"{prec}-compressed*.pb"):
                 old.unlink()
-            sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--points", "20000", "--seed", "0"], d)
+            sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--overwrite", "--points", "20000", "--seed", "0"], d)
             (d / "input.json").write_text(json.dumps(inp))
             sh(["dp", "--tf", "train", "input.json"], d)
             sh(["dp", "--tf", "freeze", "-o", "model.pb"], d)

@@ -134,12 +134,12 @@ def run(name, inp, sampling, convert, train, tests, work: Path, threads: int):
         return json.loads((folder / "metrics.json").read_text()), seconds
 
     if sampling != "error":
-        sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1", "--sampling", sampling, *convert])
+        sh(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", "--sampling", sampling, *convert])
         return [(name, *train_and_test(work))]
     # error-weighted: model 1 on uniform points, model 2 from scratch on points where model 1 errs
     first = work / "model1"
     first.mkdir(exist_ok=True)
-    sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1", *convert], first)
+    sh(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", *convert], first)
     m1, s1 = train_and_test(first)
     points = int(convert[convert.index("--points") + 1]) if "--points" in convert else 100_000
     error_weighted_data(first / "model.pb", train, work / "data", points, threads)

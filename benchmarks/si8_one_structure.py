@@ -50,7 +50,7 @@ def sh(cmd, cwd):
 def run_case(name, train, tests, workdir, steps, input_json, seed=None):
     work = workdir / (name if seed is None else f"{name}_seed{seed}")
     work.mkdir(parents=True, exist_ok=True)
-    sh(["dp-charge", "convert", str(train), "-o", "data", "--seed", "1"], work)
+    sh(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1"], work)
     inp = json.loads(json.dumps(input_json))
     inp["training"]["numb_steps"] = steps
     if seed is not None:

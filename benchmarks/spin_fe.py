@@ -53,7 +53,7 @@ def main():
     for channel in ("total", "magnetization"):
         work = args.workdir / channel
         work.mkdir(parents=True, exist_ok=True)
-        sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--channel", channel, "--seed", "1"], work)
+        sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--overwrite", "--channel", channel, "--seed", "1"], work)
         (work / "input.json").write_text(json.dumps(model_input(args.steps), indent=2))
         t = time.perf_counter()
         sh(["dp", "--tf", "train", "input.json"], work)

@@ -27,12 +27,27 @@ def _add_evaluation_options(p):
     )
 
 
+def _version_line() -> str:
+    from importlib import metadata
+
+    from deepmd_charge import __version__
+
+    def installed(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"dp-charge {__version__} (deepmd-kit {installed('deepmd-kit')}, dpdata {installed('dpdata')}, ase {installed('ase')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dp-charge",
         description="Deep Charge: learn DFT charge densities with DeePMD-kit and predict them on any grid.",
         epilog="Train between convert and predict with DeePMD-kit itself: dp train input.json; dp freeze -o model.pb",
     )
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="CHGCAR/cube grids -> ghost-point training frames (deepmd/npy)")
@@ -47,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ghost", default="X", help="type name of grid points; must be last in type_map (default X)")
     c.add_argument("--channel", default="total", help="density block to learn: total (default) or magnetization")
     c.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files without a species line")
+    c.add_argument("--overwrite", action="store_true", help="replace the training data already in the --output folder")
 
     p = sub.add_parser("predict", help="density of a structure on a grid, written as CHGCAR or cube")
     p.add_argument("model", help="frozen model from dp freeze (model.pb)")
@@ -60,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", type=float, default=None, metavar="ELECTRONS", help="rescale the density to integrate to this electron count")
     p.add_argument("--spin-model", default=None, help="a model of the magnetization (trained on convert --channel magnetization): writes a spin-polarised CHGCAR")
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
+    p.add_argument("--index", default=None, help="trajectories: frames to predict, ASE style (5, -1, 0:100:10; default all); "
+                   "several frames are written as OUT_0000, OUT_0001, ... (the frame number before the extension)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--slab-points", type=int, default=None, help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory")
     _add_evaluation_options(p)
@@ -78,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("model", help="frozen model from dp freeze (model.pb)")
     t.add_argument("data", nargs="+", help="CHGCAR/cube files and/or deepmd/npy system folders")
     t.add_argument("--json", help="write all metrics to this JSON file")
-    t.add_argument("--plot", help="write a parity plot (png, pdf, svg)")
-    t.add_argument("--slice", help="CHGCAR inputs: write a slice map DFT | model | error of the first one")
+    t.add_argument("--plot", help="write a parity plot (png, pdf, svg), one colour per input")
+    t.add_argument("--log", action="store_true", help="parity plot on symmetric-log axes (vacuum, molecules)")
+    t.add_argument("--slice", help="grid inputs: write maps DFT | model | error of a plane of the first one")
+    t.add_argument("--axis", default="c", help="lattice vector normal to the --slice plane and along the --planar-average (a, b or c; default c)")
+    t.add_argument("--slice-at", type=float, default=None, metavar="A", help="height of the --slice plane along --axis, Angstrom (default: middle of the cell)")
+    t.add_argument("--planar-average", default=None, metavar="OUT", help="grid inputs: plot the planar averages of DFT and model along --axis for the first one (OUT.png and numbers in OUT.dat)")
+    t.add_argument("--diff", default=None, metavar="OUT", help="grid inputs: write model - DFT as a CHGCAR (or .cube) to open in VESTA; several inputs: OUT_0000, OUT_0001, ...")
     t.add_argument("--label", default=None, help="npy label name (default: density, else atom_ener)")
     t.add_argument("--channel", default="total", help="CHGCAR block to score against: total (default) or magnetization (for a spin model)")
     t.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
@@ -115,14 +138,13 @@ def _setup_threads(threads):
 def cmd_convert(args) -> int:
     import dpdata
 
-    from deepmd_charge.convert import frames_from_volumetric, usable_grid, write_system
+    from deepmd_charge.convert import check_output_folder, frames_from_volumetric, type_map_for, usable_grid, write_system
     from deepmd_charge.io.dpdata import register_density
     from deepmd_charge.io.structure import read_volumetric
 
     register_density()
     out = Path(args.output)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "type.raw").exists())):
-        raise InputError(out, "exists and is not a deepmd/npy system; choose another --output")
+    check_output_folder(out, overwrite=args.overwrite)
     vols = [read_volumetric(f, elements=args.elements) for f in args.files]
     k = args.points_per_frame
     if k <= 0:
@@ -162,7 +184,7 @@ def cmd_convert(args) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    names = systems[0]["atom_names"]
+    names = type_map_for(systems)  # every element of every file, the ghost last
     for w in written:
         print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
     print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{out}"')
@@ -193,10 +215,17 @@ def cmd_input(args) -> int:
     return 0
 
 
-def _load_model(path, threads, plain_graph=False):
+def _load_model(path, threads, plain_graph=False, cache=None):
+    """A DeepCharge; with a `cache` dict (the frames of a trajectory) each model is loaded once."""
     from deepmd_charge.predict import DeepCharge
 
-    return DeepCharge(path, threads=threads, tabulate=not plain_graph)
+    key = (str(path), threads, plain_graph)
+    if cache is not None and key in cache:
+        return cache[key]
+    dc = DeepCharge(path, threads=threads, tabulate=not plain_graph)
+    if cache is not None:
+        cache[key] = dc
+    return dc
 
 
 def cmd_predict(args) -> int:
@@ -207,7 +236,13 @@ def cmd_predict(args) -> int:
     rank = comm.Get_rank() if comm else 0
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
     check_writable(args.output)  # before any work: a late failure would also strand MPI ranks
-    atoms = read_structure(args.structure, elements=args.elements)
+    # a file that may hold several frames (extxyz, XDATCAR, .traj): every frame, one output each
+    from deepmd_charge.trajectory import may_hold_frames, predict_frames
+
+    atoms = getattr(args, "atoms", None)  # set for each frame of a trajectory
+    trajectory = atoms is None and may_hold_frames(args.structure) and Path(args.structure).is_file()
+    if atoms is None and not trajectory:
+        atoms = read_structure(args.structure, elements=args.elements)
     if comm and not args.plain_graph:
         # first use on this machine: one rank builds the prediction kernel, the others wait and load
         # it, instead of every rank compiling the same file (about 20 s of every core)
@@ -216,18 +251,24 @@ def cmd_predict(args) -> int:
         if rank == 0:
             load_kernel()
         comm.Barrier()
-    dc = _load_model(args.model, args.threads, args.plain_graph)
+    if trajectory:
+        return predict_frames(args, cmd_predict, _load_model, rank=rank)
+    cache = getattr(args, "model_cache", None)
+    dc = _load_model(args.model, args.threads, args.plain_graph, cache=cache)
     dc.check_structure(atoms, args.structure)
     models = [dc]
     if args.spin_model:
         if fmt == "cube":
             raise InputError("--spin-model", "writes a spin-polarised CHGCAR; a cube file holds one density")
-        models.append(_load_model(args.spin_model, args.threads, args.plain_graph))
+        models.append(_load_model(args.spin_model, args.threads, args.plain_graph, cache=cache))
         models[1].check_structure(atoms, args.structure)
     trailers, shape = [""] * len(models), args.grid
     if args.like:
-        like = read_volumetric(args.like, elements=args.elements)
+        like = getattr(args, "like_data", None) or read_volumetric(args.like, elements=args.elements)  # read once per trajectory
         shape = like.shape
+        from deepmd_charge.grid import check_same_cell
+
+        check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
         if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
             trailers = (like.trailers + [""])[: len(models)]
         elif any(t.strip() for t in like.trailers) and rank == 0:
@@ -299,12 +340,19 @@ def _fmt_row(name, m):
 def cmd_test(args) -> int:
     import numpy as np
 
-    from deepmd_charge.evaluate import evaluate_system, evaluate_volumetric, is_npy_system
+    from deepmd_charge.evaluate import check_channel, evaluate_system, evaluate_volumetric, is_npy_system, reference_warnings, table_header
     from deepmd_charge.metrics import score
 
-    for path in (args.json, args.plot, args.slice):
+    for path in (args.json, args.plot, args.slice, args.planar_average, args.diff):
         if path:
             check_writable(path)
+    for option, path in (("--slice", args.slice), ("--planar-average", args.planar_average), ("--diff", args.diff)):
+        if path and all(is_npy_system(item) for item in args.data):
+            raise InputError(option, "needs at least one CHGCAR/cube input")
+    if args.slice or args.planar_average:
+        from deepmd_charge.plot import axis_index
+
+        axis = axis_index(args.axis)
     dc = _load_model(args.model, args.threads, args.plain_graph)
     results = []
     for item in args.data:
@@ -312,9 +360,14 @@ def cmd_test(args) -> int:
             results.append(evaluate_system(dc, item, label=args.label, progress=not args.quiet))
         else:
             results.append(evaluate_volumetric(dc, item, elements=args.elements, progress=not args.quiet, channel=args.channel))
-    print(f"{'input':40s} {'points':>9s} {'MAE':>10s} {'RMSE':>10s} {'NMAE':>8s} {'max|err|':>10s} {'R^2':>8s}  {'electrons' if args.channel == 'total' else 'moment (muB)'} pred vs DFT  (e/A^3)")
+            check_channel(results[-1], args.model, args.channel)
+            results[-1]["warnings"] = reference_warnings(results[-1], args.channel)
+    print(table_header(args.channel))
     for r in results:
         print(_fmt_row(r["name"], r["metrics"]))
+    for r in results:
+        for warning in r.get("warnings", []):
+            print(f"dp-charge test: warning: {r['name']}: {warning}", file=sys.stderr)
     overall = score(np.concatenate([r["pred"].ravel() for r in results]), np.concatenate([r["ref"].ravel() for r in results]))
     if len(results) > 1:
         print(_fmt_row("overall", overall))
@@ -322,21 +375,31 @@ def cmd_test(args) -> int:
         from deepmd_charge.io.files import atomic_write
 
         with atomic_write(args.json) as fh:
-            json.dump({"model": args.model, "inputs": [{"name": r["name"], **r["metrics"]} for r in results], "overall": overall}, fh, indent=2)
+            inputs = [{"name": r["name"], **r["metrics"], "warnings": r.get("warnings", [])} for r in results]
+            json.dump({"model": args.model, "channel": args.channel, "inputs": inputs, "overall": overall}, fh, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
         from deepmd_charge.plot import parity_plot
 
-        parity_plot(args.plot, {r["name"]: (r["ref"], r["pred"]) for r in results})
+        parity_plot(args.plot, {r["name"]: (r["ref"], r["pred"]) for r in results}, log=args.log)
         print(f"wrote {args.plot}")
+    grids = [r for r in results if "vol" in r]
     if args.slice:
         from deepmd_charge.plot import slice_plot
 
-        grids = [r for r in results if "vol" in r]
-        if not grids:
-            raise InputError("--slice", "needs at least one CHGCAR/cube input")
-        slice_plot(args.slice, grids[0]["ref"], grids[0]["pred"], title=grids[0]["name"])
+        first = grids[0]
+        slice_plot(args.slice, first["ref"], first["pred"], atoms=first["vol"].atoms, axis=axis, position=args.slice_at, title=first["name"])
         print(f"wrote {args.slice}")
+    if args.planar_average:
+        from deepmd_charge.plot import planar_average_plot
+
+        dat = planar_average_plot(args.planar_average, grids[0]["ref"], grids[0]["pred"], grids[0]["vol"].atoms, axis=axis, title=grids[0]["name"])
+        print(f"wrote {args.planar_average} and {dat}")
+    if args.diff:
+        from deepmd_charge.evaluate import write_difference
+
+        for path, result in zip(write_difference(args.diff, grids), grids):
+            print(f"wrote {path} (model - DFT for {result['name']})")
     return 0
 
 

@@ -130,3 +130,38 @@ def write_system(systems: list, outdir, set_size: int) -> list:
         system.to("deepmd/npy", str(target), set_size=set_size)
         written.append(target)
     return written
+
+
+def converted_output(path) -> bool:
+    """True if `path` is a folder `dp-charge convert` wrote: one deepmd/npy system, or one per
+    composition in subfolders."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / "type.raw").is_file():
+        return True
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    return bool(entries) and all(p.is_dir() and (p / "type.raw").is_file() for p in entries)
+
+
+def check_output_folder(path, overwrite: bool = False) -> None:
+    """Refuse to replace an existing folder unless `overwrite` (and then only one convert wrote)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise InputError(path, "exists and is a file; choose another --output")
+    if not any(path.iterdir()):
+        return
+    if not converted_output(path):
+        raise InputError(path, "exists and is not a deepmd/npy system; choose another --output")
+    if not overwrite:
+        sets = len(list(path.glob("set.*"))) + len(list(path.glob("*/set.*")))
+        raise InputError(path, f"already holds training data ({sets} set(s)); add --overwrite to replace it, or choose another --output")
+
+
+def type_map_for(systems: list) -> list:
+    """The type_map that covers every system: elements in order of first appearance, ghost last."""
+    ghost = systems[0]["atom_names"][-1]
+    names = [n for system in systems for n in system["atom_names"][:-1]]
+    return list(dict.fromkeys(names)) + [ghost]

@@ -27,7 +27,8 @@ def install_dp_excepthook() -> None:
 
     def hook(exc_type, exc, tb):
         if issubclass(exc_type, ConfigError):
-            print(f"dp: error: input.json: {exc}", file=sys.stderr)
+            name = next((a for a in sys.argv[1:] if a.endswith(".json")), "input.json")
+            print(f"dp: error: {name}: {exc}", file=sys.stderr)
         else:
             previous(exc_type, exc, tb)
 

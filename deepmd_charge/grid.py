@@ -56,6 +56,28 @@ def check_shape(shape) -> tuple:
     return shape
 
 
+def check_same_cell(cell, like_cell, shape, source, tol: float = 1e-3) -> None:
+    """InputError unless the structure's `cell` is `like_cell` (the --like file's) within `tol` A.
+
+    A grid copied from a file is meant for that file's cell: on another cell the same point counts
+    give other spacings (and VASP could not restart from the result).
+    """
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    like_cell = np.asarray(like_cell, dtype=np.float64).reshape(3, 3)
+    diff = float(np.abs(cell - like_cell).max())
+    if diff <= tol:
+        return
+    ours, theirs = np.linalg.norm(cell, axis=1), np.linalg.norm(like_cell, axis=1)
+    spacing = ours / np.asarray(shape)
+    raise InputError(
+        source,
+        f"has another cell than the structure (a, b, c = {' '.join(f'{x:.4f}' for x in theirs)} A against "
+        f"{' '.join(f'{x:.4f}' for x in ours)} A; vectors differ by up to {diff:.3g} A): its "
+        f"{'x'.join(map(str, shape))} grid would have spacings {' '.join(f'{x:.3f}' for x in spacing)} A here; "
+        "use --grid NX NY NZ to keep the point counts, or --spacing",
+    )
+
+
 def sample_indices(rho: np.ndarray, count: int, rng: np.random.Generator, strategy: str = "uniform"):
     """Flat indices of `count` distinct grid points of `rho`.
 

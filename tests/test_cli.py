@@ -77,9 +77,16 @@ def test_user_mistakes_give_one_line_and_exit_2(trained, tmp_path, args, message
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
-def test_dp_doc_train_input_lists_charge_arguments():
-    out = run(["dp", "--tf", "doc-train-input"]).stdout
-    assert "charge" in out and "huber_delta" in out and "loss_func" in out
+@pytest.mark.parametrize("backend", [[], ["--tf"]])
+def test_dp_doc_train_input_lists_charge_arguments(backend):
+    from importlib import metadata
+
+    registered = [ep.value for ep in metadata.entry_points(group="deepmd.backend")]
+    assert "deepmd_charge.argcheck" in registered, "installed entry points are stale: run pip install -e .[test] again"
+    out = run(["dp"] + backend + ["doc-train-input"]).stdout
+    # the charge variants themselves, not the energy loss's own loss_func
+    for path in ("fitting_net[charge]/radial_basis", "fitting_net[charge]/neuron", "loss[charge]/loss_func", "loss[charge]/huber_delta"):
+        assert path in out
 
 
 @pytest.mark.parametrize("flag", ["--restart", "--init-model"])

@@ -51,3 +51,20 @@ def test_mpi_two_ranks_same_file_as_serial(trained, tmp_path, monkeypatch):
     assert out.stdout.count("electrons:") == 1  # only rank 0 reports
     a, b = read_chgcar(tmp_path / "serial").total, read_chgcar(tmp_path / "mpi").total
     assert np.abs(a - b).max() <= 1e-10
+
+
+def test_mpi_trajectory_one_file_per_frame_as_serial(trained, tmp_path):
+    import ase.io
+    from ase.build import bulk
+
+    frames = [bulk("Si", "diamond", a=5.43 + 0.05 * i, cubic=True) for i in range(2)]
+    ase.io.write(tmp_path / "md.xyz", frames)
+    model, traj = str(trained["model"]), str(tmp_path / "md.xyz")
+    run(["dp-charge", "predict", model, traj, "-o", str(tmp_path / "serial"), "--grid", "8", "8", "12", "--quiet", "--threads", "1"])
+    out = run([_mpiexec(), "-n", "2", "dp-charge", "predict", model, traj, "-o", str(tmp_path / "mpi"), "--grid", "8", "8", "12",
+               "--quiet", "--threads", "1", "--slab-points", "200"])
+    assert out.stdout.count("on 2 MPI ranks") == 2 and out.stdout.count("== frame") == 2  # rank 0 reports each frame once
+    for n in range(2):
+        a, b = read_chgcar(tmp_path / f"serial_{n:04d}"), read_chgcar(tmp_path / f"mpi_{n:04d}")
+        np.testing.assert_allclose(b.atoms.cell[:], frames[n].cell[:], atol=1e-6)
+        assert np.abs(a.total - b.total).max() <= 1e-10
