@@ -188,11 +188,21 @@ def load_kernel():
         _status = f"cannot load {lib} ({err})"
         _say(f"{_status}; predictions use the plain frozen graph")
         return None
+    global _first_module
+    if not hasattr(module, "charge_descriptor"):
+        # TensorFlow registers an op once per process: a second library with the same op (a
+        # rebuilt cache, as in the tests) loads as an empty module; the first one still serves
+        if _first_module is None:
+            _status = f"{lib} holds no ChargeDescriptor op"
+            return None
+        module = _first_module
+    _first_module = _first_module or module
     _status = f"kernel {lib.name}"
     return module
 
 
 _status = "not loaded yet"
+_first_module = None
 
 
 def kernel_status() -> str:
