@@ -137,9 +137,9 @@ def pw(workdir: Path, stem: str, text: str, allow_unconverged=False) -> dict:
         sys.exit(f"pw.x failed (exit {rc}): {workdir / (stem + '.out')}")
     it = re.search(r"convergence has been achieved in\s+(\d+) iterations", out)
     en = re.search(r"!\s+total energy\s+=\s+(\S+) Ry", out)
-    el = re.search(r"electrons\s+:\s+\S+s CPU\s+(?:(\d+)m\s*)?([\d.]+)s WALL", out)
+    cpu = re.search(r"PWSCF\s+:\s+(?:(\d+)m\s*)?([\d.]+)s CPU", out)
     return dict(wall=wall, iterations=int(it.group(1)) if it else None, energy_ry=float(en.group(1)) if en else None,
-                electrons_wall=(60 * int(el.group(1) or 0) + float(el.group(2))) if el else None,
+                cpu=(60 * int(cpu.group(1) or 0) + float(cpu.group(2))) if cpu else None,
                 read_from_file="The initial density is read from file" in out)
 
 
@@ -197,11 +197,11 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
     nat = len(atoms)
     default = pw(case / "default", "pw", pw_input(atoms))
     pre = pw(case / "warm", "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     proc = subprocess.run([sys.executable, "-m", "deepmd_charge.cli", "predict", str(model), str(case / "POSCAR"),
                            "--qe-save", str(case / "warm" / "out" / "si8.save"), "--threads", "1", "--quiet"],
                           env=PYENV, capture_output=True, text=True)
-    predict_wall = time.perf_counter() - t0
+    predict_wall, predict_cpu = time.perf_counter() - t0, _children_cpu() - c0
     if proc.returncode:
         sys.exit(f"dp-charge predict failed: {proc.stdout}\n{proc.stderr}")
     inner = float(re.search(r"G-vectors, in ([\d.]+) s", proc.stdout).group(1))
@@ -213,33 +213,45 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
     if not warm["read_from_file"]:
         sys.exit(f"{name}: pw.x did not read the density from file")
     row = dict(name=name, description=spec[0], atoms=nat, default=default, prerun=pre, warm=warm,
-               predict_wall=predict_wall, predict_inner=inner,
+               predict_wall=predict_wall, predict_cpu=predict_cpu, predict_inner=inner,
                nmae_atomic=nmae(start_atomic, converged), nmae_pred=nmae(start_pred, converged),
                de_ev_per_atom=(warm["energy_ry"] - default["energy_ry"]) * Ry / nat)
     row["total_warm"] = pre["wall"] + predict_wall + warm["wall"]
-    log(f"{name}: default {default['iterations']} it {default['wall']:.1f} s | warm {warm['iterations']} it {warm['wall']:.1f} s "
-        f"+ pre-run {pre['wall']:.1f} s + predict {predict_wall:.1f} s ({inner:.1f} s in-process) | start NMAE atomic "
+    row["total_warm_cpu"] = pre["cpu"] + predict_cpu + warm["cpu"]
+    log(f"{name}: default {default['iterations']} it {default['wall']:.1f} s ({default['cpu']:.1f} s CPU) | warm {warm['iterations']} it "
+        f"{warm['wall']:.1f} s ({warm['cpu']:.1f} s CPU) + pre-run {pre['wall']:.1f} s + predict {predict_wall:.1f} s "
+        f"({predict_cpu:.1f} s CPU; {inner:.1f} s in-process) | start NMAE atomic "
         f"{100 * row['nmae_atomic']:.2f}% predicted {100 * row['nmae_pred']:.2f}% | dE {row['de_ev_per_atom']:.2e} eV/atom")
     return row
 
 
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def table(rows):
-    lines = ["| structure | iterations default -> warm | pw.x wall default (s) | warm: pre-run + predict + pw.x = total (s) | start NMAE atomic / predicted | E warm - E default (eV/atom) |",
+    lines = ["| structure | iterations default -> warm | default pw.x wall (CPU) s | warm: pre-run + predict + pw.x = total, wall (CPU) s | start NMAE atomic / predicted | E warm - E default (eV/atom) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['description']} | {r['default']['iterations']} -> {r['warm']['iterations']} | {r['default']['wall']:.1f} | "
-            f"{r['prerun']['wall']:.1f} + {r['predict_wall']:.1f} + {r['warm']['wall']:.1f} = {r['total_warm']:.1f} | "
+            f"| {r['description']} | {r['default']['iterations']} -> {r['warm']['iterations']} | {r['default']['wall']:.0f} ({r['default']['cpu']:.0f}) | "
+            f"{r['prerun']['wall']:.0f} + {r['predict_wall']:.0f} + {r['warm']['wall']:.0f} = {r['total_warm']:.0f} ({r['total_warm_cpu']:.0f}) | "
             f"{100 * r['nmae_atomic']:.1f}% / {100 * r['nmae_pred']:.2f}% | {r['de_ev_per_atom']:+.1e} |")
     it_d = np.array([r["default"]["iterations"] for r in rows], float)
     it_w = np.array([r["warm"]["iterations"] for r in rows], float)
     t_d = sum(r["default"]["wall"] for r in rows)
     t_w = sum(r["total_warm"] for r in rows)
     scf_w = sum(r["warm"]["wall"] for r in rows)
+    c_d = sum(r["default"]["cpu"] for r in rows)
+    c_w = sum(r["total_warm_cpu"] for r in rows)
     lines.append("")
     lines.append(f"iterations: {it_d.mean():.2f} -> {it_w.mean():.2f} on average, {100 * (1 - it_w / it_d).mean():.0f}% fewer "
                  f"(mean of per-structure savings); wall time of all runs: default {t_d:.0f} s, warm {t_w:.0f} s in all "
                  f"({100 * (1 - t_w / t_d):+.0f}% less; pw.x SCF alone {scf_w:.0f} s, {100 * (1 - scf_w / t_d):.0f}% less); "
+                 f"CPU time: default {c_d:.0f} s, warm {c_w:.0f} s in all ({100 * (1 - c_w / c_d):+.0f}% less); "
                  f"largest |dE| {max(abs(r['de_ev_per_atom']) for r in rows):.1e} eV/atom")
     return "\n".join(lines)
 

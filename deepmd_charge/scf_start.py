@@ -39,7 +39,7 @@ def species_mismatch(ref: Atoms, atoms: Atoms) -> str | None:
         return f"{len(a)} atoms, the structure {len(b)}"
     if a != b:
         i = next(k for k, (x, y) in enumerate(zip(a, b)) if x != y)
-        return f"atom {i + 1} is {a[i]}, in the structure {b[i]} (same species in the same order needed)"
+        return f"atom {i + 1} is {a[i]}, in the structure {b[i]}"
     return None
 
 
@@ -135,7 +135,7 @@ def vasp_reference(like, atoms: Atoms, like_name, nblocks: int) -> VaspReference
     if why:
         note = None
         if any(t.strip() for t in like.trailers):
-            note = f"note: {like_name} holds other atoms ({why}); its augmentation block and electron count are not used"
+            note = f"note: {like_name} holds other atoms ({why}): its augmentation block and electron count are not used"
         return VaspReference([""] * nblocks, None, note)
     trailers = (list(like.trailers) + [""] * nblocks)[:nblocks]
     return VaspReference(trailers, like.electrons(), None)

@@ -232,7 +232,7 @@ def _poscar(path, frac):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("moved", "is a pw.x run of another structure than POSCAR: atom 2 (Si) sits 0.0"),
+        ("moved", "is a pw.x run of another structure than POSCAR: atom 2 (Si) sits 0.0768 A from where the structure has it"),
         ("fewer", "another structure than POSCAR: 2 atoms, the structure 1"),
         ("spin", "spin-polarised run (nspin = 2): give a magnetisation model with --spin-model"),
         ("missing", "no such pw.x save folder"),
