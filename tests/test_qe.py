@@ -265,3 +265,29 @@ def test_qe_save_mistake_on_the_command_line(qe, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dp-charge predict: error: ") and "another structure" in lines[0], proc.stderr
     assert (save / "charge-density.dat").read_bytes() == before
+
+
+def test_save_xml_elements_and_spin(tmp_path):
+    """data-file-schema.xml: structure in bohr -> Angstrom, elements from the pseudopotential copy
+    (UPF), else from its file name or the label; lsda -> nspin 2."""
+    save = tmp_path / "x.save"
+    save.mkdir()
+    (save / "Q1.upf").write_text('<UPF version="2.0.1">\n<PP_HEADER\n   element="Ge"\n/>\n')
+    atoms = "\n".join(f'<atom name="{n}" index="{i + 1}">{" ".join(str(x / Bohr) for x in p)}</atom>'
+                      for i, (n, p) in enumerate(zip(["Q1", "Si_a"], FRAC @ CELL)))
+    cell = "\n".join(f"<a{i + 1}>{' '.join(str(x / Bohr) for x in v)}</a{i + 1}>" for i, v in enumerate(CELL))
+    (save / "data-file-schema.xml").write_text(f"""<?xml version="1.0"?>
+<qes:espresso xmlns:qes="http://www.quantum-espresso.org/ns/qes/qes-1.0"><output>
+<atomic_species ntyp="2"><species name="Q1"><pseudo_file>Q1.upf</pseudo_file></species>
+<species name="Si_a"><pseudo_file>si_pbe_v1.uspp.F.UPF</pseudo_file></species></atomic_species>
+<atomic_structure nat="2" alat="1.0"><atomic_positions>{atoms}</atomic_positions><cell>{cell}</cell></atomic_structure>
+<basis_set><gamma_only>false</gamma_only><fft_grid nr1="18" nr2="20" nr3="24"></fft_grid></basis_set>
+<magnetization><lsda>true</lsda><noncolin>false</noncolin></magnetization>
+<band_structure><nelec>8.0</nelec></band_structure>
+</output></qes:espresso>""")
+    s = read_save(save)
+    assert s.atoms.get_chemical_symbols() == ["Ge", "Si"]
+    assert np.allclose(s.atoms.cell[:], CELL) and np.allclose(s.atoms.get_scaled_positions(), FRAC)
+    assert s.fft_grid == (18, 20, 24) and s.nspin == 2 and s.nelec == 8.0 and not s.gamma_only
+    with pytest.raises(InputError, match="charge-density.dat: no such file"):
+        read_save_density(s)

@@ -24,6 +24,7 @@ bohr happens here, once.
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
@@ -253,17 +254,39 @@ def read_save(save_dir) -> QESave:
     return QESave(path=save, atoms=atoms, fft_grid=fft, nspin=nspin, nelec=nelec, gamma_only=flag("basis_set/gamma_only"))
 
 
+_UPF_ELEMENT = (re.compile(r'element\s*=\s*"\s*([A-Za-z]{1,2})\s*"'), re.compile(r"^\s*([A-Za-z]{1,2})\s+Element", re.MULTILINE))
+
+
+def _element_of(text: str):
+    sym = text[:1].upper() + text[1:2].lower()
+    for s in (sym, sym[:1]):
+        if s in chemical_symbols[1:]:
+            return s
+    return None
+
+
 def _species_element(out, name, xml) -> str:
-    """The element of species `name` (Si, Si1, Fe_up, ...): its pseudopotential file name
-    starts with it (Si.pbe-rrkj.UPF), else the letters of the label."""
+    """The element of species `name` (Si, Si1, Fe_up, ...): from its pseudopotential, which pw.x
+    copies into the save folder (UPF v2 ``element="Si"``, UPF v1 ``Si  Element``), else from the
+    leading letters of the pseudopotential's file name or of the label."""
     for sp in out.iterfind("atomic_species/species"):
-        if sp.get("name") == name:
-            pseudo = (sp.findtext("pseudo_file") or "").strip()
-            for cand in (pseudo.split(".")[0].split("_")[0].split("-")[0], name):
-                sym = "".join(ch for ch in cand if ch.isalpha())[:2]
-                for s in (sym[:1].upper() + sym[1:].lower(), sym[:1].upper()):
-                    if s in chemical_symbols[1:]:
-                        return s
+        if sp.get("name") != name:
+            continue
+        pseudo = (sp.findtext("pseudo_file") or "").strip()
+        upf = xml.parent / pseudo
+        if pseudo and upf.is_file():
+            try:
+                head = upf.read_text(errors="replace")[:20000]
+            except OSError:
+                head = ""
+            for pattern in _UPF_ELEMENT:
+                m = pattern.search(head)
+                if m and _element_of(m.group(1)):
+                    return _element_of(m.group(1))
+        for cand in (re.split(r"[._-]", pseudo)[0], name):
+            letters = re.match(r"[A-Za-z]*", cand).group(0)
+            if letters and _element_of(letters):
+                return _element_of(letters)
     raise InputError(xml, f"cannot tell the element of species '{printable(name)}'")
 
 
