@@ -25,6 +25,7 @@ Steps:
 
 Usage:
     python benchmarks/scf_warm_start.py [--workdir /tmp/scf_bench] [--steps 3000] [--only NAME ...]
+    python benchmarks/scf_warm_start.py --curve rattle_0.10 [--fractions 0.1 0.25 0.5]   # after a main run
 
 Needs pw.x and /usr/share/espresso/pseudo/Si.pbe-rrkj.UPF (Debian/Ubuntu:
 ``apt-get install quantum-espresso quantum-espresso-data``). Wall times depend on the machine's
@@ -41,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +233,38 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
     return row
 
 
+def accuracy_curve(name, work: Path, model: Path, fractions) -> list:
+    """How good must a start be? Iterations from rho_conv + f (rho_pred - rho_conv) for each f
+    (f = 1: the prediction, f = 0: the converged density), on the structure `name` of a finished
+    main run (its default/ folder holds the converged density)."""
+    from deepmd_charge import DeepCharge
+    from deepmd_charge.io.qe import read_charge_density, write_charge_density
+
+    case = work / name
+    conv_file = case / "default" / "out" / "si8.save" / "charge-density.dat"
+    if not conv_file.is_file():
+        sys.exit(f"{conv_file} missing: run the main benchmark for {name} first")
+    atoms = make_atoms(TESTS[name])
+    conv_grid, save = save_density(case / "default" / "out" / "si8.save")
+    conv = read_charge_density(conv_file)
+    pred = DeepCharge(model, threads=1).predict(save.atoms, grid=save.fft_grid)
+    pred *= save.nelec / (pred.mean() * save.atoms.get_volume())
+    pred_g = conv.from_grid([pred]).rho[0]
+    rows = []
+    for f in fractions:
+        run_dir = case / f"curve_{f:g}"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        pw(run_dir, "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
+        start = replace(conv, rho=[conv.rho[0] + f * (pred_g - conv.rho[0])])
+        write_charge_density(run_dir / "out" / "si8.save" / "charge-density.dat", start)
+        r = pw(run_dir, "pw", pw_input(atoms, "  startingpot = 'file'\n"))
+        err = nmae(start.to_grid(save.fft_grid)[0], conv_grid)
+        rows.append((f, err, r["iterations"], r["cpu"]))
+        log(f"{name}: start = converged + {f:g} x (prediction - converged): NMAE {100 * err:.3f}%, {r['iterations']} iterations, {r['cpu']:.1f} s CPU")
+    return rows
+
+
 def _children_cpu() -> float:
     import resource
 
@@ -268,6 +302,8 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/scf_bench"))
     parser.add_argument("--steps", type=int, default=3000, help="dp train steps (default 3000)")
     parser.add_argument("--only", nargs="+", choices=list(TESTS), help="run only these test structures")
+    parser.add_argument("--curve", choices=list(TESTS), help="after a main run: iterations against the start's error on this structure")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5], help="for --curve (default 0.1 0.25 0.5)")
     args = parser.parse_args()
     for exe in ("pw.x", "dp"):
         if shutil.which(exe) is None:
@@ -276,6 +312,12 @@ def main():
         sys.exit(f"{PSEUDO_DIR}/{PSEUDO} not found (apt-get install quantum-espresso-data)")
     args.workdir.mkdir(parents=True, exist_ok=True)
     model = train(args.workdir, args.steps)
+    if args.curve:
+        rows = accuracy_curve(args.curve, args.workdir, model, args.fractions)
+        log("\n| start | NMAE of the start | iterations | pw.x CPU (s) |\n|---|---|---|---|")
+        for f, err, it, cpu in rows:
+            log(f"| converged + {f:g} x (prediction - converged) | {100 * err:.2f}% | {it} | {cpu:.1f} |")
+        return
     rows = [run_case(n, TESTS[n], args.workdir, model) for n in (args.only or TESTS)]
     (args.workdir / "results.json").write_text(json.dumps(rows, indent=2))
     log("\n" + table(rows))
