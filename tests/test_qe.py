@@ -291,3 +291,22 @@ def test_save_xml_elements_and_spin(tmp_path):
     assert s.fft_grid == (18, 20, 24) and s.nspin == 2 and s.nelec == 8.0 and not s.gamma_only
     with pytest.raises(InputError, match="charge-density.dat: no such file"):
         read_save_density(s)
+
+
+@needs_qe
+def test_spin_save_gets_total_and_magnetization(qe, shipped, tmp_path):
+    """nspin = 2: the second model fills pw.x's second record (up - down), unscaled; the total is
+    scaled to pw.x's count. (The density model stands in for a magnetisation model here.)"""
+    from deepmd_charge.scf_start import predict_into_qe_save
+
+    save = tmp_path / "spin.save"
+    shutil.copytree(qe["work"] / "out" / "spin.save", save)
+    atoms = read_save(save).atoms
+    r = predict_into_qe_save([shipped, shipped], atoms, save)
+    cd = read_save_density(read_save(save))
+    assert cd.nspin == 2 and cd.electrons() == pytest.approx(8.0, rel=1e-12)
+    assert r.magnetization == pytest.approx(r.electrons_predicted, rel=1e-12)
+    mag = cd.to_grid((18, 18, 18))[1]
+    assert mag.mean() * atoms.get_volume() == pytest.approx(r.electrons_predicted, rel=1e-9)
+    with pytest.raises(InputError, match=r"not spin-polarised \(nspin = 1\): drop --spin-model"):
+        predict_into_qe_save([shipped, shipped], atoms, qe["work"] / "out" / "start.save")
