@@ -247,10 +247,13 @@ def read_save(save_dir) -> QESave:
         raise InputError(xml, "lists no atoms (or fewer than nat) in <output>/atomic_structure")
     atoms = Atoms(symbols, positions=np.array(positions) * Bohr, cell=cell, pbc=True)
     grid = need("basis_set/fft_grid")
-    fft = tuple(int(grid.get(k)) for k in ("nr1", "nr2", "nr3"))
+    try:
+        fft = tuple(int(grid.get(k)) for k in ("nr1", "nr2", "nr3"))
+        nelec = float(need("band_structure/nelec").text)
+    except (TypeError, ValueError):
+        raise InputError(xml, "malformed <output>/basis_set/fft_grid or band_structure/nelec") from None
     flag = lambda tag: (out.findtext(tag) or "false").strip().lower() == "true"  # noqa: E731
     nspin = 4 if flag("magnetization/noncolin") else 2 if flag("magnetization/lsda") else 1
-    nelec = float(need("band_structure/nelec").text)
     return QESave(path=save, atoms=atoms, fft_grid=fft, nspin=nspin, nelec=nelec, gamma_only=flag("basis_set/gamma_only"))
 
 
