@@ -41,7 +41,7 @@ def _synthetic(gamma_only=False):
         miller = miller[keep]
     rng = np.random.default_rng(0)
     x = np.linspace(0, 1, 16, endpoint=False)
-    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
+    X, Y, _ = np.meshgrid(x, x, x, indexing="ij")
     rho = 0.2 + 0.05 * np.cos(2 * np.pi * (X + Y)) + 0.02 * rng.normal(size=X.shape)  # e/A^3, not band-limited
     cd = ChargeDensityG(gamma_only=gamma_only, b=b, miller=miller, rho=[np.zeros(len(miller), complex)]).from_grid([rho])
     return cd, rho
@@ -122,7 +122,7 @@ def _run_qe(exe, work, stem, text, ok_codes=(0,)):
     (work / f"{stem}.in").write_text(text)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with open(work / f"{stem}.in") as fin:
-        proc = subprocess.run([exe], stdin=fin, capture_output=True, text=True, cwd=work, env=env)
+        proc = subprocess.run([exe], check=False, stdin=fin, capture_output=True, text=True, cwd=work, env=env)
     (work / f"{stem}.out").write_text(proc.stdout)
     assert proc.returncode in ok_codes and "JOB DONE" in proc.stdout, proc.stdout[-2000:]
     return proc.stdout

@@ -92,7 +92,7 @@ class ChargeDensityG:
             out.append(np.fft.ifftn(full).real * np.prod(shape) / Bohr**3)
         return out
 
-    def from_grid(self, grids) -> "ChargeDensityG":
+    def from_grid(self, grids) -> ChargeDensityG:
         """A copy holding `grids` (e/A^3 arrays on a real-space FFT grid, one per component)
         transformed to this file's G-vectors, in its order: the inverse of `to_grid` for any
         density band-limited to these G-vectors, a low-pass filter for any other."""
@@ -252,7 +252,7 @@ def read_save(save_dir) -> QESave:
         nelec = float(need("band_structure/nelec").text)
     except (TypeError, ValueError):
         raise InputError(xml, "malformed <output>/basis_set/fft_grid or band_structure/nelec") from None
-    flag = lambda tag: (out.findtext(tag) or "false").strip().lower() == "true"  # noqa: E731
+    flag = lambda tag: (out.findtext(tag) or "false").strip().lower() == "true"
     nspin = 4 if flag("magnetization/noncolin") else 2 if flag("magnetization/lsda") else 1
     return QESave(path=save, atoms=atoms, fft_grid=fft, nspin=nspin, nelec=nelec, gamma_only=flag("basis_set/gamma_only"))
 
