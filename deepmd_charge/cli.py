@@ -67,13 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="density of a structure on a grid, written as CHGCAR or cube")
     p.add_argument("model", help="frozen model from dp freeze (model.pb)")
     p.add_argument("structure", help="any file ASE reads (POSCAR, CIF, extxyz, ...) or a CHGCAR/cube")
-    p.add_argument("-o", "--output", required=True, help="output file: CHGCAR-style (default; .gz compresses) or .cube")
+    p.add_argument("-o", "--output", help="output file: CHGCAR-style (default; .gz compresses) or .cube (required unless --qe-save)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--grid", type=int, nargs=3, metavar=("NX", "NY", "NZ"), help="grid points along a, b, c")
     grid.add_argument("--spacing", type=float, default=None, help="largest point spacing in Angstrom (default 0.1)")
-    grid.add_argument("--like", help="copy the grid (and augmentation block) of this CHGCAR")
+    grid.add_argument("--like", help="copy the grid of this CHGCAR and, when it holds the same atoms in the same order, its augmentation block and electron count (a VASP ICHARG=1 start)")
+    grid.add_argument("--qe-save", metavar="OUTDIR/PREFIX.save", help="write into this pw.x save folder of the same structure, on its FFT grid and G-vectors, for startingpot='file' (docs/scf-start.md)")
     p.add_argument("--format", choices=["chgcar", "cube"], default=None, help="output format (default: from the extension)")
-    p.add_argument("--normalize", type=float, default=None, metavar="ELECTRONS", help="rescale the density to integrate to this electron count")
+    p.add_argument("--electrons", "--normalize", dest="normalize", type=float, default=None, metavar="N", help="rescale the density to integrate to N electrons (default: the reference's count with --like of the same atoms or --qe-save, else no rescaling)")
     p.add_argument("--spin-model", default=None, help="a model of the magnetization (trained on convert --channel magnetization): writes a spin-polarised CHGCAR")
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
     p.add_argument("--index", default=None, help="trajectories: frames to predict, ASE style (5, -1, 0:100:10; default all); "
@@ -122,7 +123,7 @@ def _check_evaluation_options(args) -> None:
     if getattr(args, "spacing", None) is not None and not (np.isfinite(args.spacing) and args.spacing > 0):
         raise InputError("--spacing", f"must be a positive length in Angstrom, got {args.spacing}")
     if getattr(args, "normalize", None) is not None and not (np.isfinite(args.normalize) and args.normalize > 0):
-        raise InputError("--normalize", f"needs a positive electron count, got {args.normalize}")
+        raise InputError("--electrons", f"needs a positive electron count, got {args.normalize}")
     if getattr(args, "slab_points", None) is not None and args.slab_points <= 0:
         raise InputError("--slab-points", f"must be positive, got {args.slab_points}")
 
@@ -234,6 +235,10 @@ def cmd_predict(args) -> int:
 
     comm = mpi_comm()
     rank = comm.Get_rank() if comm else 0
+    if args.qe_save:
+        return _predict_qe_save(args)
+    if not args.output:
+        raise InputError("predict", "give an output file with -o (or a pw.x save folder with --qe-save)")
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
     check_writable(args.output)  # before any work: a late failure would also strand MPI ranks
     # a file that may hold several frames (extxyz, XDATCAR, .traj): every frame, one output each
@@ -262,18 +267,26 @@ def cmd_predict(args) -> int:
             raise InputError("--spin-model", "writes a spin-polarised CHGCAR; a cube file holds one density")
         models.append(_load_model(args.spin_model, args.threads, args.plain_graph, cache=cache))
         models[1].check_structure(atoms, args.structure)
-    trailers, shape = [""] * len(models), args.grid
+    trailers, shape, electrons = [""] * len(models), args.grid, args.normalize
     if args.like:
+        from deepmd_charge.grid import check_same_cell
+        from deepmd_charge.scf_start import vasp_reference
+
         like = getattr(args, "like_data", None) or read_volumetric(args.like, elements=args.elements)  # read once per trajectory
         shape = like.shape
-        from deepmd_charge.grid import check_same_cell
-
         check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
-        if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
-            trailers = (like.trailers + [""])[: len(models)]
-        elif any(t.strip() for t in like.trailers) and rank == 0:
-            print(f"note: {args.like} holds other atoms; its augmentation block is not copied")
+        ref = vasp_reference(like, atoms, args.like, len(models))
+        trailers = ref.trailers
+        electrons = electrons if electrons is not None else ref.electrons
+        if ref.note and rank == 0:
+            print(ref.note)
     shape = dc.grid_shape(atoms, shape, args.spacing)
+    if electrons is not None and electrons <= 0:
+        raise InputError("--electrons", f"needs a positive electron count, got {electrons}")
+    if fmt == "chgcar" and not trailers[0].strip() and rank == 0:
+        from deepmd_charge.scf_start import NO_AUGMENTATION_NOTE
+
+        print(NO_AUGMENTATION_NOTE.format(out=args.output))
     progress = not args.quiet
     if comm:
         streams = [slabs_in_order(m, atoms, shape, comm, progress, args.slab_points) for m in models]
@@ -285,7 +298,7 @@ def cmd_predict(args) -> int:
                 pass
         return 0
     start = time.perf_counter()
-    integrals = _write_prediction(args, fmt, atoms, shape, streams, trailers)
+    integrals = _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons)
     count = integrals[0]
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(models)
@@ -295,13 +308,41 @@ def cmd_predict(args) -> int:
     print(f"electrons: {count:.6f}")
     if len(integrals) > 1:
         print(f"magnetization: {integrals[1]:.6f} muB")
-    if args.normalize is not None:
-        print(f"normalized to {args.normalize} electrons (factor {args.normalize / count:.6f})")
+    if electrons is not None:
+        print(f"normalized to {electrons:g} electrons (factor {electrons / count:.6f})")
     print(f"wrote {args.output}")
     return 0
 
 
-def _write_prediction(args, fmt, atoms, shape, streams, trailers) -> list:
+def _predict_qe_save(args) -> int:
+    """--qe-save: the prediction replaces the density of a pw.x save folder (scf_start.py)."""
+    from deepmd_charge.io.structure import read_structure
+    from deepmd_charge.parallel import mpi_comm
+    from deepmd_charge.scf_start import predict_into_qe_save
+
+    for opt, given in (("-o", args.output), ("--format", args.format), ("--slab-points", args.slab_points)):
+        if given:
+            raise InputError("--qe-save", f"writes into the save folder on pw.x's own grid; drop {opt}")
+    comm = mpi_comm()
+    if comm and comm.Get_size() > 1:
+        raise InputError("--qe-save", "runs on one process; start it without mpiexec")
+    atoms = read_structure(args.structure, elements=args.elements)
+    models = [_load_model(args.model, args.threads, args.plain_graph)]
+    if args.spin_model:
+        models.append(_load_model(args.spin_model, args.threads, args.plain_graph))
+    for m in models:
+        m.check_structure(atoms, args.structure)
+    r = predict_into_qe_save(models, atoms, args.qe_save, args.structure, electrons=args.normalize, progress=not args.quiet)
+    npts = int(np.prod(r.fft_grid)) * len(models)
+    print(f"pw.x FFT grid {'x'.join(map(str, r.fft_grid))} ({npts} points), {r.ngm} G-vectors, in {r.seconds:.1f} s")
+    print(f"electrons: {r.electrons_predicted:.6f} predicted, normalized to {r.electrons:.6f}")
+    if r.magnetization is not None:
+        print(f"magnetization: {r.magnetization:.6f} muB")
+    print(f"wrote {r.density_file} (original kept as {r.backup}); run pw.x with startingpot = 'file'")
+    return 0
+
+
+def _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons=None) -> list:
     """Write the predicted grid(s); returns each block's integral (electrons, magnetisation)."""
     from deepmd_charge.io.chgcar import write_chgcar
     from deepmd_charge.io.cube import write_cube
@@ -309,7 +350,7 @@ def _write_prediction(args, fmt, atoms, shape, streams, trailers) -> list:
 
     volume = atoms.get_volume()
     title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
-    if fmt == "chgcar" and args.normalize is None:
+    if fmt == "chgcar" and electrons is None:
         sums = write_chgcar_slabs(args.output, atoms, shape, list(zip(streams, trailers)), title=title)
         return [s / np.prod(shape) * volume for s in sums]
     grids = []
@@ -319,8 +360,8 @@ def _write_prediction(args, fmt, atoms, shape, streams, trailers) -> list:
             rho[:, :, k0:k1] = slab
         grids.append(rho)
     integrals = [float(g.mean() * volume) for g in grids]
-    if args.normalize is not None:
-        grids[0] *= args.normalize / integrals[0]
+    if electrons is not None:
+        grids[0] *= electrons / integrals[0]
     if fmt == "cube":
         write_cube(args.output, atoms, grids[0], comment=f"deepmd-charge prediction, model {args.model}")
     else:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLE_DFT, run
-from deepmd_charge.io.chgcar import read_chgcar
+from deepmd_charge.io.chgcar import read_chgcar, write_chgcar
 from deepmd_charge.io.cube import read_cube
 
 
@@ -18,9 +18,14 @@ def test_predict_like_and_test(trained, tmp_path):
     pred = read_chgcar(tmp_path / "CHGCAR_pred")
     dft = read_chgcar(ref)
     assert pred.shape == dft.shape
-    count = float(out.stdout.split("electrons:")[1].split()[0])
-    assert count == pytest.approx(pred.electrons(), abs=5.1e-7)  # printed with 6 decimals
-    nmae = np.abs(pred.total - dft.total).sum() / np.abs(dft.total).sum()
+    count = float(out.stdout.split("electrons:")[1].split()[0])  # the model's own count, printed with 6 decimals
+    # a reference of the same atoms: renormalised to its electron count (VASP's NELECT for a VASP CHGCAR)
+    assert pred.electrons() == pytest.approx(dft.electrons(), rel=1e-9)
+    assert f"normalized to {dft.electrons():g} electrons (factor {dft.electrons() / count:.6f})" in out.stdout
+    # this GPAW-made reference has no augmentation block: the user is told what VASP does with the result
+    assert "has no PAW augmentation occupancies: VASP with PAW POTCARs discards it" in out.stdout
+    raw = pred.total * count / pred.electrons()  # the model's density before the scaling, as `test` scores it
+    nmae = np.abs(raw - dft.total).sum() / np.abs(dft.total).sum()
     assert nmae < 0.5  # a 300-step model, far better than zero density
 
     t = run(["dp-charge", "test", str(model), str(ref), str(trained["dir"] / "data"), "--json", str(tmp_path / "m.json"),
@@ -43,6 +48,20 @@ def test_predict_cube_and_spacing(trained, tmp_path):
     assert vol.shape == (15, 15, 15)  # 5.43/0.4 = 13.6 -> 15, the next 2-3-5 number
     count = float(out.stdout.split("electrons:")[1].split()[0])
     assert vol.electrons() == pytest.approx(count, rel=1e-4)
+
+
+def test_like_vasp_reference_gives_augmentation_and_electron_count(trained, tmp_path):
+    """A reference with augmentation occupancies and the same atoms: its block is copied verbatim
+    after the predicted grid, and the count is the reference's unless --electrons says otherwise."""
+    dft = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")
+    aug = "".join(f"augmentation occupancies {a:3d}   3\n  0.1000000E+00 -0.2000000E-01  0.3000000E-02\n" for a in range(1, 9))
+    ref = tmp_path / "CHGCAR_ref"
+    write_chgcar(ref, dft.atoms, [dft.total * 1.01], trailers=[aug])  # 32.32 electrons
+    out = run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"), "--like", str(ref), "--quiet"])
+    pred = read_chgcar(tmp_path / "CHGCAR")
+    assert pred.trailers[0] == aug and pred.shape == dft.shape
+    assert pred.electrons() == pytest.approx(32.32, rel=1e-6)
+    assert "note:" not in out.stdout
 
 
 def test_normalize(trained, tmp_path):
