@@ -227,7 +227,7 @@ def test_reference_from_another_code_warns(trained, tmp_path):
 
 def test_diff_planar_average_and_pictures(trained, tmp_path):
     ref = EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"
-    run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "pred"), "--like", str(ref), "--quiet"])
+    run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "pred"), "--grid", "48", "48", "48", "--quiet"])  # not --like: it rescales to the reference's electrons
     out = run(["dp-charge", "test", str(trained["model"]), str(ref), "--quiet", "--diff", str(tmp_path / "diff.vasp"),
                "--planar-average", str(tmp_path / "pa.png"), "--axis", "b", "--slice", str(tmp_path / "s.png"), "--slice-at", "1.4",
                "--plot", str(tmp_path / "p.png"), "--log"])
