@@ -41,12 +41,13 @@ def parity_plot(path, series: dict, title: str = "") -> None:
     plt.close(fig)
 
 
-def slice_plot(path, ref: np.ndarray, pred: np.ndarray, axis: int = 2, index: int | None = None, title: str = "") -> None:
-    """Three panels of one grid plane: DFT, model, model - DFT (e/A^3)."""
+def slice_plot(path, ref: np.ndarray, pred: np.ndarray, axis: int = 2, index: int | None = None, title: str = "", std=None) -> None:
+    """Three panels of one grid plane: DFT, model, model - DFT (e/A^3); with a committee's
+    deviation `std`, a fourth: |model - DFT| and the deviation on one colour scale."""
     plt = _pyplot()
     index = ref.shape[axis] // 2 if index is None else index
     a, b = np.take(ref, index, axis=axis), np.take(pred, index, axis=axis)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3 if std is None else 5, figsize=(13, 4) if std is None else (22, 4))
     vmin, vmax = min(a.min(), b.min()), max(a.max(), b.max())
     for ax, data, name in ((axes[0], a, "DFT"), (axes[1], b, "model")):
         im = ax.imshow(data.T, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
@@ -57,6 +58,13 @@ def slice_plot(path, ref: np.ndarray, pred: np.ndarray, axis: int = 2, index: in
     im = axes[2].imshow(err.T, origin="lower", vmin=-lim, vmax=lim, cmap="RdBu_r")
     axes[2].set_title("model - DFT")
     fig.colorbar(im, ax=axes[2], shrink=0.8, label=r"e/$\AA^3$")
+    if std is not None:
+        dev = np.take(std, index, axis=axis)
+        top = max(np.abs(err).max(), dev.max()) or 1.0
+        for ax, data, name in ((axes[3], np.abs(err), "|model - DFT|"), (axes[4], dev, "committee deviation")):
+            im = ax.imshow(data.T, origin="lower", vmin=0, vmax=top, cmap="magma")
+            ax.set_title(name)
+            fig.colorbar(im, ax=ax, shrink=0.8, label=r"e/$\AA^3$")
     fig.suptitle(title or f"grid plane {'xyz'[axis]} index {index}")
     _save(fig, path)
     plt.close(fig)
