@@ -10,7 +10,8 @@ deviating ones.
     python benchmarks/committee_si8.py --work /tmp/cm/a_rb0 --radial-basis 0 [--pool /tmp/si8_pool]
     python benchmarks/committee_si8.py --work /tmp/cm/a_def
 
-Training recipe (short, for a shared 2-core machine): se_e2_a 16-32-64 / axis 8, rcut 4,
+Training recipe (short, for a shared 2-core machine): se_e2_a 16-32-64 / axis 8, rcut 4 (with
+--vary-rcut member i uses 4.0, 5.0, 4.5, 5.5 A: a committee that also differs in its descriptor),
 sel [40, 0], fitting "charge" [64, 64, 64], lr 5e-3 -> 1e-5, --steps (1500) steps, 20,000 points
 per member. --radial-basis 0 turns the least-squares atomic prior off (the issue 12 comparison);
 without it the fitting's defaults are used. Existing models in --work are reused.
@@ -30,14 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "examples" / "silicon" / "dft"
 
 
-def member_input(seed: int, steps: int, radial_basis, systems="data"):
+RCUTS = [4.0, 5.0, 4.5, 5.5]  # --vary-rcut: member i uses RCUTS[i % 4]
+
+
+def member_input(seed: int, steps: int, radial_basis, systems="data", rcut: float = 4.0):
     fitting = {"type": "charge", "neuron": [64, 64, 64], "seed": seed}
     if radial_basis is not None:
         fitting["radial_basis"] = radial_basis
     return {
         "model": {
             "type_map": ["Si", "X"],
-            "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": seed},
+            "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": rcut, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": seed},
             "fitting_net": fitting,
         },
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
@@ -52,7 +56,7 @@ def sh(cmd, cwd):
     return proc.stdout
 
 
-def train_member(work: Path, chgcars, seed: int, steps: int, radial_basis, points: int) -> tuple:
+def train_member(work: Path, chgcars, seed: int, steps: int, radial_basis, points: int, rcut: float = 4.0) -> tuple:
     """convert (own point sample) -> dp train (own seeds) -> dp freeze; returns (model, seconds)."""
     work.mkdir(parents=True, exist_ok=True)
     model = work / "model.pb"
@@ -60,7 +64,7 @@ def train_member(work: Path, chgcars, seed: int, steps: int, radial_basis, point
         return model, float((work / "seconds").read_text()) if (work / "seconds").exists() else float("nan")
     t0 = time.perf_counter()
     sh([sys.executable, "-m", "deepmd_charge.cli", "convert", *chgcars, "-o", "data", "--points", points, "--seed", 10 + seed], work)
-    (work / "input.json").write_text(json.dumps(member_input(seed, steps, radial_basis), indent=1))
+    (work / "input.json").write_text(json.dumps(member_input(seed, steps, radial_basis, rcut=rcut), indent=1))
     sh(["dp", "--tf", "train", "input.json"], work)
     sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
     seconds = time.perf_counter() - t0
@@ -88,7 +92,10 @@ def main():
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--points", type=int, default=20000)
     parser.add_argument("--radial-basis", type=int, default=None)
+    parser.add_argument("--vary-rcut", action="store_true", help=f"members also differ in rcut ({RCUTS})")
     parser.add_argument("--pool", default=None, help="more test structures (benchmarks/make_si8_pool.py DIR)")
+    parser.add_argument("--slice", type=Path, default=None, help="picture: DFT | committee | error | |error| | deviation of --slice-of")
+    parser.add_argument("--slice-of", default="rattled_c", help="test structure of the picture (default rattled_c)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = args.work.resolve()
@@ -96,20 +103,25 @@ def main():
     train = found.pop(args.train)
     models, times = [], []
     for i in range(args.members):
-        model, seconds = train_member(work / f"m{i}", [train], i, args.steps, args.radial_basis, args.points)
+        rcut = RCUTS[i % len(RCUTS)] if args.vary_rcut else 4.0
+        model, seconds = train_member(work / f"m{i}", [train], i, args.steps, args.radial_basis, args.points, rcut=rcut)
         models.append(model)
         times.append(seconds)
         print(f"member {i}: {seconds:.0f} s (convert + train + freeze)", flush=True)
     names = list(found)
     result = test_committee(models, [found[n] for n in names], work / "committee.json", work)
     singles = [test_committee([m], [found[n] for n in names], work / f"single{i}.json", work) for i, m in enumerate(models)]
-    print(f"\ntrain {args.train}, {args.members} members, {args.steps} steps, radial_basis {args.radial_basis if args.radial_basis is not None else 'default'}")
+    print(f"\ntrain {args.train}, {args.members} members, {args.steps} steps, radial_basis {args.radial_basis if args.radial_basis is not None else 'default'}, "
+          f"rcut {[RCUTS[i % len(RCUTS)] for i in range(args.members)] if args.vary_rcut else 4.0}")
     print(f"{'test':12s} {'NMAE mean':>10s} {'NMAE members':>13s} {'MAE':>9s} {'mean dev':>9s} {'dev/MAE':>8s} {'spearman':>9s} {'worst1%@top5%':>14s}")
     for n, r, *ss in zip(names, result["inputs"], *[s["inputs"] for s in singles]):
         member_nmae = sum(s["nmae"] for s in ss) / len(ss)
         print(f"{n:12s} {100 * r['nmae']:9.2f}% {100 * member_nmae:12.2f}% {r['mae']:9.2e} {r['dev_mean']:9.2e} {r['dev_err_ratio']:8.2f} {r['spearman']:9.3f} {100 * r['worst_in_top_dev']:13.1f}%")
     o = result["overall"]
     print(f"{'overall':12s} {100 * o['nmae']:9.2f}% {'':13s} {o['mae']:9.2e} {o['dev_mean']:9.2e} {o['dev_err_ratio']:8.2f} {o['spearman']:9.3f} {100 * o['worst_in_top_dev']:13.1f}%")
+    if args.slice:
+        sh([sys.executable, "-m", "deepmd_charge.cli", "test", *models, found[args.slice_of], "--slice", args.slice.resolve(), "--quiet"], work)
+        print(f"wrote {args.slice}")
 
 
 if __name__ == "__main__":
