@@ -119,6 +119,10 @@ def main():
         print(f"{n:12s} {100 * r['nmae']:9.2f}% {100 * member_nmae:12.2f}% {r['mae']:9.2e} {r['dev_mean']:9.2e} {r['dev_err_ratio']:8.2f} {r['spearman']:9.3f} {100 * r['worst_in_top_dev']:13.1f}%")
     o = result["overall"]
     print(f"{'overall':12s} {100 * o['nmae']:9.2f}% {'':13s} {o['mae']:9.2e} {o['dev_mean']:9.2e} {o['dev_err_ratio']:8.2f} {o['spearman']:9.3f} {100 * o['worst_in_top_dev']:13.1f}%")
+    from deepmd_charge.metrics import rank_correlation
+
+    by_structure = rank_correlation([r["mae"] for r in result["inputs"]], [r["dev_mean"] for r in result["inputs"]])
+    print(f"structures: Spearman of mean deviation and MAE over the {len(names)} test structures {by_structure:.3f}")
     if args.slice:
         sh([sys.executable, "-m", "deepmd_charge.cli", "test", *models, found[args.slice_of], "--slice", args.slice.resolve(), "--quiet"], work)
         print(f"wrote {args.slice}")

@@ -43,7 +43,7 @@ def parity_plot(path, series: dict, title: str = "") -> None:
 
 def slice_plot(path, ref: np.ndarray, pred: np.ndarray, axis: int = 2, index: int | None = None, title: str = "", std=None) -> None:
     """Three panels of one grid plane: DFT, model, model - DFT (e/A^3); with a committee's
-    deviation `std`, a fourth: |model - DFT| and the deviation on one colour scale."""
+    deviation `std`, two more: |model - DFT| and the deviation, each on its own scale."""
     plt = _pyplot()
     index = ref.shape[axis] // 2 if index is None else index
     a, b = np.take(ref, index, axis=axis), np.take(pred, index, axis=axis)
@@ -59,12 +59,13 @@ def slice_plot(path, ref: np.ndarray, pred: np.ndarray, axis: int = 2, index: in
     axes[2].set_title("model - DFT")
     fig.colorbar(im, ax=axes[2], shrink=0.8, label=r"e/$\AA^3$")
     if std is not None:
+        # each on its own scale, clipped at its 99th percentile (a few points near nuclei would
+        # otherwise hide the pattern): compare where, and read the size from the titles
         dev = np.take(std, index, axis=axis)
-        top = max(np.abs(err).max(), dev.max()) or 1.0
         for ax, data, name in ((axes[3], np.abs(err), "|model - DFT|"), (axes[4], dev, "committee deviation")):
-            im = ax.imshow(data.T, origin="lower", vmin=0, vmax=top, cmap="magma")
-            ax.set_title(name)
-            fig.colorbar(im, ax=ax, shrink=0.8, label=r"e/$\AA^3$")
+            im = ax.imshow(data.T, origin="lower", vmin=0, vmax=np.percentile(data, 99) or 1.0, cmap="magma")
+            ax.set_title(f"{name}\nmean {data.mean():.2e}, own scale")
+            fig.colorbar(im, ax=ax, shrink=0.8, label=r"e/$\AA^3$", extend="max")
     fig.suptitle(title or f"grid plane {'xyz'[axis]} index {index}")
     _save(fig, path)
     plt.close(fig)

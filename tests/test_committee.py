@@ -169,3 +169,14 @@ def test_committee_mistakes_give_one_line_and_exit_2(trained, tmp_path, args, me
     err_lines = proc.stderr.strip().splitlines()
     assert len(err_lines) == 1 and message in err_lines[0], proc.stderr
     assert not (tmp_path / "OUT").exists() and not (tmp_path / "std").exists()
+
+
+def test_committee_under_mpi_is_a_clear_error(trained, tmp_path):
+    from test_parallel import _mpiexec
+
+    model = str(trained["model"])
+    proc = run([_mpiexec(), "-n", "2", "dp-charge", "predict", model, model, str(POSCAR_A), "-o", str(tmp_path / "OUT"),
+                "--grid", "8", "8", "8", "--quiet"], check=False)
+    assert proc.returncode != 0
+    assert "committee of models does not run under MPI" in proc.stderr
+    assert not (tmp_path / "OUT").exists()
