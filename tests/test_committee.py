@@ -123,8 +123,9 @@ def test_predict_committee_writes_mean_and_std(trained, second, tmp_path):
 
 def test_test_committee_reports_ranking_metrics(trained, second, tmp_path):
     out = run(["dp-charge", "test", str(trained["model"]), str(second), str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"),
-               str(trained["dir"] / "data"), "--json", str(tmp_path / "m.json"), "--quiet"])
+               str(trained["dir"] / "data"), "--json", str(tmp_path / "m.json"), "--slice", str(tmp_path / "s.png"), "--quiet"])
     assert "spearman" in out.stdout and "worst1%@top5%" in out.stdout
+    assert (tmp_path / "s.png").stat().st_size > 10_000  # five panels, deviation included
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["model"] == [str(trained["model"]), str(second)]
     for entry in metrics["inputs"] + [metrics["overall"]]:
