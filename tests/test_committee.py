@@ -181,3 +181,22 @@ def test_committee_under_mpi_is_a_clear_error(trained, tmp_path):
     assert proc.returncode != 0
     assert "committee of models does not run under MPI" in proc.stderr
     assert not (tmp_path / "OUT").exists()
+
+
+def test_write_selection_refuses_a_used_folder_and_writes_in_rank_order(tmp_path):
+    from ase.build import bulk
+
+    from deepmd_charge.select import write_selection
+
+    ranked = [{"name": f"s{i}", "atoms": bulk("Si", "diamond", a=5.43 + 0.1 * i, cubic=True), "mean": 1.0 - i / 10, "max": 1.0} for i in range(3)]
+    (tmp_path / "next").mkdir()
+    (tmp_path / "next" / "old").write_text("x")
+    with pytest.raises(InputError, match="next: exists and is not an empty folder"):
+        write_selection(ranked, 2, tmp_path / "next")
+    with pytest.raises(InputError, match="asks for 4 structures but the candidates hold only 3"):
+        write_selection(ranked, 4, tmp_path / "new")
+    written = write_selection(ranked, 2, tmp_path / "new")
+    assert [p.parent.name for p in written] == ["001", "002"]
+    assert read(written[1]).cell[0, 0] == pytest.approx(5.53)
+    assert (tmp_path / "new" / "ranking.txt").read_text().splitlines()[2].split()[-1] == "s1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "next"]  # no temporary folder left
