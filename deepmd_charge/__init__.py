@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepCharge", "__version__"]
+__all__ = ["Committee", "DeepCharge", "__version__"]
 
 
 def __getattr__(name):
@@ -11,4 +11,8 @@ def __getattr__(name):
         from deepmd_charge.predict import DeepCharge
 
         return DeepCharge
+    if name == "Committee":
+        from deepmd_charge.committee import Committee
+
+        return Committee
     raise AttributeError(name)

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace the training data already in the --output folder")
 
     p = sub.add_parser("predict", help="density of a structure on a grid, written as CHGCAR or cube")
-    p.add_argument("model", help="frozen model from dp freeze (model.pb)")
+    p.add_argument("model", nargs="+", help="frozen model from dp freeze (model.pb); several: a committee, its mean is written")
     p.add_argument("structure", help="any file ASE reads (POSCAR, CIF, extxyz, ...) or a CHGCAR/cube")
     p.add_argument("-o", "--output", help="output file: CHGCAR-style (default; .gz compresses) or .cube (required unless --qe-save)")
     grid = p.add_mutually_exclusive_group()
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["chgcar", "cube"], default=None, help="output format (default: from the extension)")
     p.add_argument("--electrons", "--normalize", dest="normalize", type=float, default=None, metavar="N", help="rescale the density to integrate to N electrons (default: the reference's count with --like of the same atoms or --qe-save, else no rescaling)")
     p.add_argument("--spin-model", default=None, help="a model of the magnetization (trained on convert --channel magnetization): writes a spin-polarised CHGCAR")
+    p.add_argument("--std", default=None, metavar="OUT", help="several models: write the committee's per-point standard deviation (e/A^3) to OUT (CHGCAR, or cube by extension)")
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
     p.add_argument("--index", default=None, help="trajectories: frames to predict, ASE style (5, -1, 0:100:10; default all); "
                    "several frames are written as OUT_0000, OUT_0001, ... (the frame number before the extension)")
@@ -94,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, default=1, help="random seed of the networks and the training")
 
     t = sub.add_parser("test", help="accuracy of a model against DFT grids or ghost-point npy systems")
-    t.add_argument("model", help="frozen model from dp freeze (model.pb)")
-    t.add_argument("data", nargs="+", help="CHGCAR/cube files and/or deepmd/npy system folders")
+    t.add_argument("model", help="frozen model from dp freeze (model.pb); further leading *.pb arguments make a committee")
+    t.add_argument("data", nargs="+", help="CHGCAR/cube files and/or deepmd/npy system folders (after the model(s))")
     t.add_argument("--json", help="write all metrics to this JSON file")
     t.add_argument("--plot", help="write a parity plot (png, pdf, svg), one colour per input")
     t.add_argument("--log", action="store_true", help="parity plot on symmetric-log axes (vacuum, molecules)")
@@ -109,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_evaluation_options(t)
+
+    s = sub.add_parser("select", help="rank candidate structures by committee deviation; write the most uncertain as POSCARs")
+    s.add_argument("candidates", nargs="+", help="structure files ASE reads (every frame of extxyz, XDATCAR, .traj) or CHGCAR/cube")
+    s.add_argument("--models", nargs="+", required=True, help="two or more frozen models (a committee)")
+    s.add_argument("-n", type=int, required=True, dest="count", metavar="K", help="how many structures to select")
+    s.add_argument("-o", "--output", required=True, help="new folder: 001/POSCAR ... K/POSCAR and ranking.txt")
+    s.add_argument("--spacing", type=float, default=0.3, help="grid spacing (A) of the deviation grid (default 0.3)")
+    s.add_argument("--criterion", choices=["mean", "max"], default="mean", help="rank by the mean (default) or the max of the per-point deviation")
+    s.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
+    _add_evaluation_options(s)
     return parser
 
 
@@ -233,6 +244,10 @@ def cmd_predict(args) -> int:
     from deepmd_charge.io.structure import is_cube, read_structure, read_volumetric
     from deepmd_charge.parallel import mpi_comm, slabs_in_order
 
+    if isinstance(args.model, list):  # from the command line (a trajectory's frames come back with one model)
+        if len(args.model) > 1 or args.std:
+            return _cmd_predict_committee(args)
+        args.model = args.model[0]
     comm = mpi_comm()
     rank = comm.Get_rank() if comm else 0
     if args.qe_save:
@@ -342,6 +357,56 @@ def _predict_qe_save(args) -> int:
     return 0
 
 
+def _cmd_predict_committee(args) -> int:
+    """Several models: the committee mean is the density, --std writes the per-point deviation."""
+    from deepmd_charge.committee import Committee, write_committee_prediction
+    from deepmd_charge.io.structure import is_cube, read_structure, read_volumetric
+    from deepmd_charge.parallel import mpi_comm
+
+    if len(args.model) < 2:
+        raise InputError("--std", "needs a committee: give two or more models before the structure")
+    if args.qe_save:
+        raise InputError("--qe-save", "takes one model, not a committee")
+    if not args.output:
+        raise InputError("predict", "give an output file with -o")
+    if mpi_comm():
+        raise InputError("predict", "a committee of models does not run under MPI; run it without mpiexec (one model runs under MPI)")
+    if args.spin_model:
+        raise InputError("--spin-model", "cannot be combined with a committee of models")
+    fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
+    for path in (args.output, args.std):
+        if path:
+            check_writable(path)
+    atoms = read_structure(args.structure, elements=args.elements)
+    com = Committee(args.model, threads=args.threads, tabulate=not args.plain_graph)
+    com.check_structure(atoms, args.structure)
+    trailer, shape = "", args.grid
+    if args.like:
+        from deepmd_charge.grid import check_same_cell
+
+        like = read_volumetric(args.like, elements=args.elements)
+        shape = like.shape
+        check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
+        if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
+            trailer = like.trailers[0] if like.trailers else ""
+    shape = com.grid_shape(atoms, shape, args.spacing)
+    start = time.perf_counter()
+    slabs = com.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=not args.quiet, with_std=True)
+    res = write_committee_prediction(
+        args.output, atoms, shape, slabs, fmt=fmt, std_output=args.std, std_fmt="cube" if args.std and is_cube(args.std) else "chgcar",
+        trailer=trailer, title=f"{atoms.get_chemical_formula()} deepmd-charge committee mean of {len(com)} models", normalize=args.normalize,
+    )
+    elapsed = time.perf_counter() - start
+    npts = int(np.prod(shape)) * len(com)
+    print(f"grid {'x'.join(map(str, shape))} x {len(com)} models ({npts} points) in {elapsed:.1f} s, {npts / elapsed:,.0f} points/s")
+    print(f"electrons: {res['electrons']:.6f}")
+    if args.normalize is not None:
+        print(f"normalized to {args.normalize} electrons (factor {args.normalize / res['electrons']:.6f})")
+    print(f"committee deviation (std over {len(com)} models, e/A^3): mean {res['dev_mean']:.3e}, max {res['dev_max']:.3e}")
+    print(f"wrote {args.output}" + (f" (committee mean) and {args.std} (deviation)" if args.std else " (committee mean)"))
+    return 0
+
+
 def _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons=None) -> list:
     """Write the predicted grid(s); returns each block's integral (electrons, magnetisation)."""
     from deepmd_charge.io.chgcar import write_chgcar
@@ -388,15 +453,18 @@ def cmd_test(args) -> int:
         if path:
             check_writable(path)
     for option, path in (("--slice", args.slice), ("--planar-average", args.planar_average), ("--diff", args.diff)):
-        if path and all(is_npy_system(item) for item in args.data):
+        if path and all(is_npy_system(item) for item in args.data if not str(item).endswith(".pb")):
             raise InputError(option, "needs at least one CHGCAR/cube input")
     if args.slice or args.planar_average:
         from deepmd_charge.plot import axis_index
 
         axis = axis_index(args.axis)
-    dc = _load_model(args.model, args.threads, args.plain_graph)
+    from deepmd_charge.committee import load_models, split_models
+
+    models, data = split_models([args.model] + args.data)
+    dc = load_models(models, args.threads, not args.plain_graph)
     results = []
-    for item in args.data:
+    for item in data:
         if is_npy_system(item):
             results.append(evaluate_system(dc, item, label=args.label, progress=not args.quiet))
         else:
@@ -412,12 +480,18 @@ def cmd_test(args) -> int:
     overall = score(np.concatenate([r["pred"].ravel() for r in results]), np.concatenate([r["ref"].ravel() for r in results]))
     if len(results) > 1:
         print(_fmt_row("overall", overall))
+    if len(models) > 1:
+        from deepmd_charge.committee import format_uncertainty
+        from deepmd_charge.metrics import uncertainty_score
+
+        overall.update(uncertainty_score(*(np.concatenate([r[k].ravel() for r in results]) for k in ("pred", "ref", "std"))))
+        print(format_uncertainty(results, overall, len(models)))
     if args.json:
         from deepmd_charge.io.files import atomic_write
 
         with atomic_write(args.json) as fh:
             inputs = [{"name": r["name"], **r["metrics"], "warnings": r.get("warnings", [])} for r in results]
-            json.dump({"model": args.model, "channel": args.channel, "inputs": inputs, "overall": overall}, fh, indent=2)
+            json.dump({"model": models[0] if len(models) == 1 else models, "channel": args.channel, "inputs": inputs, "overall": overall}, fh, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
         from deepmd_charge.plot import parity_plot
@@ -429,7 +503,8 @@ def cmd_test(args) -> int:
         from deepmd_charge.plot import slice_plot
 
         first = grids[0]
-        slice_plot(args.slice, first["ref"], first["pred"], atoms=first["vol"].atoms, axis=axis, position=args.slice_at, title=first["name"])
+        slice_plot(args.slice, first["ref"], first["pred"], atoms=first["vol"].atoms, axis=axis, position=args.slice_at, title=first["name"],
+                   std=first.get("std"))
         print(f"wrote {args.slice}")
     if args.planar_average:
         from deepmd_charge.plot import planar_average_plot
@@ -444,17 +519,38 @@ def cmd_test(args) -> int:
     return 0
 
 
+def cmd_select(args) -> int:
+    from deepmd_charge.committee import Committee
+    from deepmd_charge.select import format_ranking, rank_candidates, read_candidates, write_selection
+
+    if len(args.models) < 2:
+        raise InputError("--models", "needs two or more models: one model has no deviation")
+    if args.count <= 0:
+        raise InputError("-n", f"must be a positive number of structures, got {args.count}")
+    if args.spacing <= 0:
+        raise InputError("--spacing", f"must be a positive length, got {args.spacing}")
+    candidates = read_candidates(args.candidates, elements=args.elements)
+    if args.count > len(candidates):
+        raise InputError("-n", f"asks for {args.count} structures but the candidates hold only {len(candidates)}")
+    com = Committee(args.models, threads=args.threads, tabulate=not args.plain_graph)
+    ranked = rank_candidates(com, candidates, spacing=args.spacing, criterion=args.criterion)
+    print(format_ranking(ranked, args.criterion, args.count))
+    written = write_selection(ranked, args.count, args.output, criterion=args.criterion)
+    print(f"wrote {len(written)} POSCARs (the * rows) and ranking.txt to {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_threads(getattr(args, "threads", None))
     try:
-        if args.command in ("predict", "test"):
+        if args.command in ("predict", "test", "select"):
             _check_evaluation_options(args)  # a mistake costs one line, before any model or kernel work
             from deepmd_charge.tf.backend import import_backend
 
             import_backend()
-        return {"convert": cmd_convert, "input": cmd_input, "predict": cmd_predict, "test": cmd_test}[args.command](args)
+        return {"convert": cmd_convert, "input": cmd_input, "predict": cmd_predict, "test": cmd_test, "select": cmd_select}[args.command](args)
     except InputError as exc:
         print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
         return 2

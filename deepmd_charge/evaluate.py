@@ -10,7 +10,11 @@ from ase.data import chemical_symbols
 
 from deepmd_charge.errors import InputError
 from deepmd_charge.io.structure import read_volumetric
-from deepmd_charge.metrics import electron_count, score
+from deepmd_charge.metrics import electron_count, score, uncertainty_score
+
+
+def _is_committee(dc) -> bool:
+    return hasattr(dc, "members")
 
 
 def is_npy_system(path) -> bool:
@@ -26,12 +30,20 @@ def evaluate_volumetric(dc, path, elements=None, progress=False, channel="total"
     vol = read_volumetric(path, elements=elements)
     ref = vol.block(channel)
     dc.check_structure(vol.atoms, path)
-    pred = dc.predict(vol.atoms, grid=vol.shape, progress=progress)
+    std = None
+    if _is_committee(dc):  # a committee: its mean is the prediction, its deviation is scored too
+        pred, std = dc.predict(vol.atoms, grid=vol.shape, progress=progress, return_std=True)
+    else:
+        pred = dc.predict(vol.atoms, grid=vol.shape, progress=progress)
     volume = vol.atoms.get_volume()
     result = score(pred, ref)
     result["electrons_ref"] = electron_count(ref, volume)
     result["electrons_pred"] = electron_count(pred, volume)
-    return {"name": str(path), "metrics": result, "ref": ref, "pred": pred, "vol": vol}
+    out = {"name": str(path), "metrics": result, "ref": ref, "pred": pred, "vol": vol}
+    if std is not None:
+        result.update(uncertainty_score(pred, ref, std))
+        out["std"] = std
+    return out
 
 
 def _ghost_name(data_types, model_ghost, path):
@@ -54,7 +66,7 @@ def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
     sets = sorted(p for p in path.glob("set.*") if p.is_dir())
     if not sets:
         raise InputError(path, "has no set.* folders")
-    preds, refs = [], []
+    preds, refs, stds = [], [], []
     for set_dir in sets:
         name = label or next((n for n in ("density", "atom_ener") if (set_dir / f"{n}.npy").is_file()), None)
         if name is None or not (set_dir / f"{name}.npy").is_file():
@@ -72,10 +84,19 @@ def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
         for frames in groups.values():
             atoms = Atoms(symbols, positions=coords[frames[0]][real], cell=boxes[frames[0]], pbc=True)
             pts = np.concatenate([coords[f][~real] for f in frames])
-            preds.append(dc.predict_points(atoms, pts, progress=progress))
+            if _is_committee(dc):
+                mean, std = dc.predict_points(atoms, pts, progress=progress, return_std=True)
+                preds.append(mean)
+                stds.append(std)
+            else:
+                preds.append(dc.predict_points(atoms, pts, progress=progress))
             refs.append(np.concatenate([labels[f][~real] for f in frames]))
     pred, ref = np.concatenate(preds), np.concatenate(refs)
-    return {"name": str(path), "metrics": score(pred, ref), "ref": ref, "pred": pred}
+    out = {"name": str(path), "metrics": score(pred, ref), "ref": ref, "pred": pred}
+    if stds:
+        out["std"] = np.concatenate(stds)
+        out["metrics"].update(uncertainty_score(pred, ref, out["std"]))
+    return out
 
 
 # ---- is the comparison meaningful? --------------------------------------------------------------

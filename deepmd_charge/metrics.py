@@ -24,3 +24,37 @@ def score(pred, ref) -> dict:
 def electron_count(rho, volume: float) -> float:
     """Integral of rho over a periodic cell sampled on a uniform grid."""
     return float(np.mean(rho) * volume)
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman rank correlation (ties get their average rank); NaN if either input is constant."""
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(np.ravel(a)), rankdata(np.ravel(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt(np.sum(ra**2) * np.sum(rb**2))
+    return float(np.sum(ra * rb) / denom) if denom > 0 else float("nan")
+
+
+def uncertainty_score(pred, ref, std, worst: float = 0.01, top: float = 0.05) -> dict:
+    """How well a committee deviation `std` ranks the true error |pred - ref| (all e/A^3).
+
+    - dev_mean, dev_max: mean and largest deviation;
+    - dev_err_ratio: mean deviation / mean |error| (1 = the deviation has the error's size);
+    - spearman: rank correlation of |error| and deviation over the points;
+    - worst_in_top_dev: share of the `worst` (1 %) points by |error| that are among the `top`
+      (5 %) points by deviation (a deviation that knows nothing scores `top`, a perfect one 1).
+    """
+    err = np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(ref, dtype=np.float64)).ravel()
+    std = np.asarray(std, dtype=np.float64).ravel()
+    n_worst, n_top = max(1, int(round(worst * err.size))), max(1, int(round(top * err.size)))
+    worst_idx = np.argsort(-err, kind="stable")[:n_worst]
+    top_idx = np.argsort(-std, kind="stable")[:n_top]
+    mae = float(err.mean())
+    return {
+        "dev_mean": float(std.mean()),
+        "dev_max": float(std.max()),
+        "dev_err_ratio": float(std.mean() / mae) if mae > 0 else float("nan"),
+        "spearman": rank_correlation(err, std),
+        "worst_in_top_dev": float(np.isin(worst_idx, top_idx).mean()) if std.max() > std.min() else float("nan"),
+    }

@@ -157,13 +157,15 @@ def plane_index(shape, cell, axis: int, position: float | None) -> tuple:
 
 
 def slice_plot(path, ref: np.ndarray, pred: np.ndarray, atoms=None, axis: int = 2, position: float | None = None,
-               title: str = "", percentile: float = ERROR_PERCENTILE) -> dict:
+               title: str = "", percentile: float = ERROR_PERCENTILE, std=None) -> dict:
     """Three maps of one grid plane: DFT, model, model - DFT (e/A^3), in Angstrom.
 
     The plane is the grid plane spanned by the two lattice vectors other than `axis`, nearest
     `position` A (measured along the plane normal from the origin; default: the middle). Atoms
     within ATOM_SHOW_DISTANCE of the plane are drawn (larger and darker the nearer). The error
     colours saturate at the `percentile` of |error| in the plane (the colour bar says so).
+    With a committee's per-point deviation `std`, two more maps: |model - DFT| and the deviation,
+    each on its own scale (clipped at its 99th percentile), to compare where they are large.
     Returns {"index", "position", "error_limit", "max_abs_error"}.
     """
     plt = _pyplot()
@@ -172,11 +174,13 @@ def slice_plot(path, ref: np.ndarray, pred: np.ndarray, atoms=None, axis: int = 
     index, height = plane_index(shape, cell, axis, position)
     a, b = np.take(ref, index, axis=axis), np.take(pred, index, axis=axis)
     err = b - a
+    extra = [] if std is None else [np.abs(err), np.take(std, index, axis=axis)]
     u2, v2, _, (e1, e2, normal) = plane_geometry(cell, axis)
     in_plane = [k for k in range(3) if k != axis]
     # small cells are drawn repeated (at least MIN_SIDE A a side) so that the pattern shows
     reps = [int(min(4, np.ceil(MIN_SIDE / max(np.linalg.norm(w), 1e-9)))) for w in (u2, v2)]
     a, b, err = (np.tile(x, reps) for x in (a, b, err))
+    extra = [np.tile(x, reps) for x in extra]
     n_u, n_v = a.shape[0] // reps[0], a.shape[1] // reps[1]
     # corners of every pixel (a point's cell of the grid: centred on the grid point)
     fu = (np.arange(n_u * reps[0] + 1) - 0.5) / n_u
@@ -190,9 +194,12 @@ def slice_plot(path, ref: np.ndarray, pred: np.ndarray, atoms=None, axis: int = 
     max_err = float(np.abs(err).max())
     width, tall = X.max() - X.min(), max(Y.max() - Y.min(), 1e-9)
     panel = 4.2
-    fig, axes = plt.subplots(1, 3, figsize=(3 * panel + 1.5, panel * tall / width + 1.3), constrained_layout=True)
+    npanel = 3 + len(extra)
+    fig, axes = plt.subplots(1, npanel, figsize=(npanel * panel + 1.5, panel * tall / width + 1.3), constrained_layout=True)
     panels = [(a, "DFT", "viridis", vmin, vmax, "neither"), (b, "model", "viridis", vmin, vmax, "neither"),
               (err, "model - DFT", "RdBu_r", -lim, lim, "both" if max_err > lim else "neither")]
+    for data, name in zip(extra, ("|model - DFT|", "committee deviation")):
+        panels.append((data, f"{name}\nmean {data.mean():.2e}, own scale", "magma", 0.0, float(np.percentile(data, 99)) or 1.0, "max"))
     sites = _atoms_near_plane(atoms, axis, index / shape[axis], e1, e2, normal, reps) if atoms is not None else []
     for ax, (data, name, cmap, lo, hi, extend) in zip(axes, panels):
         im = ax.pcolormesh(X, Y, data, cmap=cmap, vmin=lo, vmax=hi, shading="flat", rasterized=True)
