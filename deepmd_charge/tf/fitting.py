@@ -52,6 +52,50 @@ def check_ghost_setup(type_map, descrpt) -> None:
         )
 
 
+#: a staircase exp schedule with fewer steps than this over the run is made smooth (smooth_lr_schedule)
+MIN_LR_STAIRS = 20
+
+
+def smooth_lr_schedule(lr) -> None:
+    """Make a coarse staircase exp learning-rate schedule decay smoothly to stop_lr at the last step.
+
+    DeePMD-kit's exp schedule drops the rate every `decay_steps` (default 5000) by a factor chosen
+    so that it would reach stop_lr at numb_steps: with numb_steps 8000 it falls once, at step
+    5000, from 5e-3 to 1e-4, and never reaches stop_lr (issue 17). With fewer than MIN_LR_STAIRS
+    drops over the run (and no decay_rate given) this switches the schedule to DeePMD-kit's
+    smooth mode, lr(t) = start_lr (stop_lr / start_lr)^(t / numb_steps), and logs it once.
+    """
+    params = getattr(lr, "_params", None)
+    build = getattr(lr, "build", None)
+    if not isinstance(params, dict) or build is None or getattr(lr, "_charge_smoothed", False):
+        return
+    if params.get("type", "exp") != "exp" or params.get("smooth") or params.get("decay_rate") is not None:
+        return
+
+    def smoothed_build(global_step, num_steps):
+        decay_steps = int(params.get("decay_steps", 5000))
+        warmup = int(params.get("warmup_steps") or 0) or int((params.get("warmup_ratio") or 0) * num_steps)
+        total = num_steps - warmup
+        if decay_steps < total and total / decay_steps < MIN_LR_STAIRS:
+            params["smooth"] = True
+            start = float(params["start_lr"])
+            stop = float(params["stop_lr"]) if params.get("stop_lr") is not None else start * float(params["stop_lr_ratio"])
+            log.warning(
+                "learning_rate: decay_steps %d over %d steps would drop the rate only %d time(s) and end at "
+                "%.1e instead of stop_lr %.1e; using the smooth exp decay (\"smooth\": true) so that it reaches "
+                "stop_lr at the last step (set decay_rate to keep a staircase)",
+                decay_steps,
+                total,
+                total // decay_steps,
+                start * (stop / start) ** ((total // decay_steps) * decay_steps / total),
+                stop,
+            )
+        return build(global_step, num_steps)
+
+    lr.build = smoothed_build
+    lr._charge_smoothed = True
+
+
 @Fitting.register("charge")
 class ChargeFitting(DOSFitting):
     r"""Charge-density fitting: one scalar per ghost atom (grid point), in e/A^3.
@@ -127,6 +171,8 @@ class ChargeFitting(DOSFitting):
         self.rho_std = 1.0
         self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
         self.label = DEFAULT_LABEL
+        self.loss = None  # the ChargeLoss made by get_loss: told the prior's error (divergence warning)
+        self.prior_mae = None
 
     # ---- loss and statistics -------------------------------------------------------------
     def get_loss(self, loss: dict, lr) -> ChargeLoss:
@@ -139,6 +185,8 @@ class ChargeFitting(DOSFitting):
             )
         loss_obj = ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)
         self.label = loss_obj.label
+        self.loss = loss_obj
+        smooth_lr_schedule(lr)
         return loss_obj
 
     def compute_input_stats(self, all_stat: dict, protection: float = 1e-2, stat_file_path=None) -> None:
@@ -150,7 +198,7 @@ class ChargeFitting(DOSFitting):
         super().compute_input_stats(all_stat, protection=protection, stat_file_path=stat_file_path)
         if self.label not in all_stat:
             return
-        from deepmd_charge.tf.basis import basis_sums_numpy, least_squares
+        from deepmd_charge.tf.basis import basis_sums_numpy, regularised_fit
 
         values, feats = [], []
         for labels, types, coords, boxes in zip(all_stat[self.label], all_stat["type"], all_stat["coord"], all_stat["box"]):
@@ -175,7 +223,7 @@ class ChargeFitting(DOSFitting):
             feats = np.concatenate(feats)
             self.basis_mean = feats.mean(axis=0)
             self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
-            self.basis_w, self.rho_mean = least_squares(feats, values)
+            self.basis_w, self.rho_mean, report = regularised_fit(feats, values)
             resid = values - feats @ self.basis_w - self.rho_mean
             # the network learns what the superposition leaves, scaled to unit variance
             self.rho_std = float(max(resid.std(), protection * 1e-2, 1e-6))
@@ -186,6 +234,13 @@ class ChargeFitting(DOSFitting):
                 np.abs(resid).mean(),
                 np.abs(values - values.mean()).mean(),
             )
+            for line in report.lines():
+                log.info("charge fitting: %s", line)
+            self.prior_mae = float(np.abs(resid).mean())
+        else:
+            self.prior_mae = float(np.abs(values - values.mean()).mean())
+        if self.loss is not None:
+            self.loss.set_prior(self.prior_mae, "radial superposition" if self.radial_basis else "mean density")
 
     # ---- graph ----------------------------------------------------------------------------
     def build(self, inputs, natoms, input_dict=None, reuse=None, suffix: str = ""):
