@@ -21,7 +21,9 @@ from deepmd.tf.utils.errors import GraphWithoutTensorError
 from deepmd.tf.utils.graph import get_tensor_by_name_from_graph
 
 from deepmd_charge.errors import ConfigError
-from deepmd_charge.tf.loss import DEFAULT_LABEL, ChargeLoss
+# the module, not its names: importing deepmd_charge.tf.loss first loads DeePMD-kit's entry points,
+# which import this module while loss.py is still half-initialised
+from deepmd_charge.tf import loss as charge_loss
 
 log = logging.getLogger("deepmd.charge")
 
@@ -127,6 +129,7 @@ class ChargeFitting(DOSFitting):
         mixed_types: bool = False,
         radial_neuron: list | None = None,
         radial_basis: int | None = None,
+        basis_trainable: bool = True,
         **kwargs,
     ) -> None:
         check_ghost_setup(type_map, descrpt)
@@ -162,6 +165,7 @@ class ChargeFitting(DOSFitting):
         if radial_basis < 0 or radial_basis == 1:
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
+        self.basis_trainable = bool(basis_trainable)
         self.n_real = ntypes - 1
         self.n_basis_features = self.n_real * self.radial_basis
         self.basis_w = np.zeros(self.n_basis_features)  # least-squares superposition weights (compute_input_stats)
@@ -170,12 +174,12 @@ class ChargeFitting(DOSFitting):
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
-        self.label = DEFAULT_LABEL
+        self.label = charge_loss.DEFAULT_LABEL
         self.loss = None  # the ChargeLoss made by get_loss: told the prior's error (divergence warning)
         self.prior_mae = None
 
     # ---- loss and statistics -------------------------------------------------------------
-    def get_loss(self, loss: dict, lr) -> ChargeLoss:
+    def get_loss(self, loss: dict, lr) -> "charge_loss.ChargeLoss":
         """The "charge" loss; the loss section may be omitted."""
         loss = dict(loss or {})
         ltype = loss.pop("type", "charge")
@@ -183,7 +187,7 @@ class ChargeFitting(DOSFitting):
             raise ConfigError(
                 f"fitting_net type 'charge' trains with loss type 'charge' (or no loss section), not '{ltype}'"
             )
-        loss_obj = ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)
+        loss_obj = charge_loss.ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)
         self.label = loss_obj.label
         self.loss = loss_obj
         smooth_lr_schedule(lr)
@@ -223,8 +227,10 @@ class ChargeFitting(DOSFitting):
             feats = np.concatenate(feats)
             self.basis_mean = feats.mean(axis=0)
             self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
-            self.basis_w, self.rho_mean, report = regularised_fit(feats, values)
-            resid = values - feats @ self.basis_w - self.rho_mean
+            self.basis_w, _, report = regularised_fit(feats, values)
+            resid = values - feats @ self.basis_w
+            self.rho_mean = float(resid.mean())  # the network's output offset (the prior has no constant)
+            resid = resid - self.rho_mean
             # the network learns what the superposition leaves, scaled to unit variance
             self.rho_std = float(max(resid.std(), protection * 1e-2, 1e-6))
             log.info(
@@ -316,7 +322,7 @@ class ChargeFitting(DOSFitting):
                         [self.n_basis_features, 1],
                         dtype=GLOBAL_TF_FLOAT_PRECISION,
                         initializer=tf.constant_initializer(self.basis_w.reshape(-1, 1) if init is None else init),
-                        trainable=True,
+                        trainable=self.basis_trainable,
                     )
                 out = out + tf.reshape(tf.matmul(tf.reshape(basis, [-1, self.n_basis_features]), w), [nframes, n_ghost, 1])
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
