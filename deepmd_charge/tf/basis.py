@@ -9,9 +9,10 @@ fc(r) = (1 + cos(pi r / rcut)) / 2, which makes every feature smooth where a nei
 rcut. A density is to first order a sum of atomic contributions: sum_{t,k} w[t, k] B[t, k] is
 exactly such a sum, with one learned radial density per element.
 
-The weights w are trainable but start at the least-squares fit to the training labels (done once
-in numpy on DeePMD-kit's statistics frames, before training): the network then learns only the
-remainder, scaled to unit variance. Both the TensorFlow graph and the numpy fit call `phi`, so the
+The weights w are trainable (fitting_net/basis_trainable) but start at a constrained least-squares
+fit to the training labels, done once in numpy on DeePMD-kit's statistics frames before training
+(`regularised_fit`: no constant term, ridge chosen on held-out points): the network then learns
+only the remainder, scaled to unit variance. Both the TensorFlow graph and the numpy fit call `phi`, so the
 two agree by construction (tests/test_basis.py checks them against each other).
 """
 
@@ -66,7 +67,7 @@ def basis_sums_numpy(cell, positions, types, points, ntypes_real: int, rcut: flo
 def least_squares(features: np.ndarray, labels: np.ndarray, ridge: float = 1e-6, intercept: bool = True) -> tuple[np.ndarray, float]:
     """Weights w (and intercept b) minimising |features @ w + b - labels|^2 + ridge * s * |w|^2.
 
-    s is the mean eigenvalue of the (centred, with an intercept) Gram matrix, so `ridge` is relative
+    s is the mean eigenvalue of the Gram matrix (centred with an intercept), so `ridge` is relative
     to the features' scale. intercept=False fits features @ w alone (b = 0).
     """
     mean_f = features.mean(axis=0) if intercept else np.zeros(features.shape[1])
@@ -89,7 +90,7 @@ class FitReport:
     """How well-posed the superposition fit was (logged by `dp train`)."""
 
     ridge: float  # chosen ridge, relative to the mean eigenvalue of the Gram matrix
-    condition: float  # condition number of the centred Gram matrix
+    condition: float  # condition number of the Gram matrix B^T B
     dof: float  # effective degrees of freedom: sum of e / (e + ridge * s) over its eigenvalues e
     n_weights: int
     mae_in: float  # in-sample MAE of the final fit (all points)
