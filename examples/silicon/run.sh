@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # convert -> train -> freeze -> predict -> test on 8-atom silicon (GPAW PBE densities in dft/).
 # Trains on ONE rattled structure (dft/rattled_a) and scores structures it has never seen.
-# About 2 minutes on 2 CPU cores (1 min 57 s measured, NMAE 1.28% on rattled_b). Everything it makes goes to examples/silicon/work/.
+# About 2 minutes on 2 CPU cores (1 min 57 s measured; NMAE 1.33% on rattled_b, docs/benchmarks.md section 7). Everything it makes goes to examples/silicon/work/.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mkdir -p "$here/work"
