@@ -50,7 +50,7 @@ USER_INPUT = {
 
 
 #: fitting_net options of each --variants name
-VARIANTS = {"default": {}, "basis0": {"radial_basis": 0}, "frozen": {"basis_trainable": False}, "noinput": {"basis_input": False}}
+VARIANTS = {"default": {}, "basis0": {"radial_basis": 0}, "frozen": {"basis_trainable": False}}
 
 
 def sh(cmd, cwd, env=None):
@@ -100,7 +100,7 @@ def main():
     parser.add_argument("--train", nargs="+", choices=["rattled", "perfect"], default=["rattled"],
                         help="train on a rattled cell (default) and/or on the perfect crystal")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default"],
-                        help="default: the fitting's defaults; basis0: \"radial_basis\": 0; frozen: \"basis_trainable\": false; noinput: \"basis_input\": false")
+                        help="default: the fitting's defaults; basis0: \"radial_basis\": 0; frozen: \"basis_trainable\": false")
     parser.add_argument("--codes", nargs="+", choices=["gpaw", "qe"], default=["gpaw", "qe"],
                         help="DFT data sets to run (qe needs --qe)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (each on cpu_count / jobs threads)")
@@ -132,7 +132,7 @@ def main():
     print("\n| DFT code | trained on | fitting | test structure | seed | NMAE | MAE (e/A^3) | electrons (pred - DFT)/DFT | training time (s) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for code, train, variant, test, seed, nmae, mae, rel, t in rows:
-        label = {"default": "defaults", "basis0": "radial_basis 0", "frozen": "basis_trainable false", "noinput": "basis_input false"}[variant]
+        label = {"default": "defaults", "basis0": "radial_basis 0", "frozen": "basis_trainable false"}[variant]
         print(f"| {code} | {train} | {label} | {test} | {seed if seed is not None else 'random'} | {100 * nmae:.2f}% | {mae:.2e} | {100 * rel:+.3f}% | {t:.0f} |")
 
 

@@ -32,11 +32,6 @@ doc_basis_trainable = (
     "Whether the radial basis weights are trained with the network (true) or stay at the fit made "
     "before training (false)."
 )
-doc_basis_input = (
-    "Whether the fitting net also gets the standardised radial basis sums as inputs (true) or only "
-    "the descriptor and radial sums (false; the basis then enters through the superposition alone)."
-)
-
 doc_charge_loss = (
     "Loss of deepmd-charge's charge fitting, computed on the ghost atoms (grid points) only. "
     "The whole section may be omitted; lcurve.out then reports rmse and mae of the density in e/A^3."
@@ -66,7 +61,6 @@ def fitting_charge() -> list:
         Argument("radial_neuron", [list[int], None], optional=True, default=None, doc=doc_radial),
         Argument("radial_basis", [int, None], optional=True, default=None, doc=doc_basis),
         Argument("basis_trainable", bool, optional=True, default=True, doc=doc_basis_trainable),
-        Argument("basis_input", bool, optional=True, default=True, doc=doc_basis_input),
     ]
 
 

@@ -130,7 +130,6 @@ class ChargeFitting(DOSFitting):
         radial_neuron: list | None = None,
         radial_basis: int | None = None,
         basis_trainable: bool = True,
-        basis_input: bool = True,
         **kwargs,
     ) -> None:
         check_ghost_setup(type_map, descrpt)
@@ -167,7 +166,6 @@ class ChargeFitting(DOSFitting):
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
         self.basis_trainable = bool(basis_trainable)
-        self.basis_input = bool(basis_input)
         self.n_real = ntypes - 1
         self.n_basis_features = self.n_real * self.radial_basis
         self.basis_w = np.zeros(self.n_basis_features)  # least-squares superposition weights (compute_input_stats)
@@ -229,9 +227,6 @@ class ChargeFitting(DOSFitting):
             feats = np.concatenate(feats)
             self.basis_mean = feats.mean(axis=0)
             self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
-            if not self.basis_input:  # the net's basis inputs become 0 (same graph, so the fast path is unchanged)
-                self.basis_mean = np.zeros_like(self.basis_mean)
-                self.basis_std = np.full_like(self.basis_std, 1e30)
             self.basis_w, _, report = regularised_fit(feats, values)
             resid = values - feats @ self.basis_w
             self.rho_mean = float(resid.mean())  # the network's output offset (the prior has no constant)
