@@ -35,14 +35,15 @@ PAPER = {
     "si64": "6.7e-4 (crystalline Si)",
     "al_slab": "6e-4 (Al surface)",
     "water": "< 2.3e-3 (water)",
+    "water_fine": "< 2.3e-3 (water)",
     "almg": "8e-4 (Al-Mg alloy)",
 }
 #: training structures beyond rattled_a, in the order make_materials.py --water-extra makes them
 EXTRA = [f"rattled_{c}" for c in "cdefghijklmnopqrstuvwxyz"]
-LABEL = {"si64": "Si64 crystal, rattled 0.05 A", "al_slab": "Al(111) slab, 16 atoms + vacuum", "water": "8 H2O liquid box", "almg": "Al24Mg8 fcc alloy"}
+LABEL = {"si64": "Si64 crystal, rattled 0.05 A", "al_slab": "Al(111) slab, 16 atoms + vacuum", "water": "8 H2O liquid box", "water_fine": "8 H2O liquid box, 72^3 grid (0.086 A)", "almg": "Al24Mg8 fcc alloy"}
 
 
-def model_input(type_map, steps, type_embedding=False):
+def model_input(type_map, steps, type_embedding=False, lr_staircase=False, start_lr=0.005):
     """The recommended starting point for one DFT structure (docs/templates.md).
 
     type_embedding: se_e2_a with DeePMD-kit's type embedding (one embedding net for all elements,
@@ -55,20 +56,41 @@ def model_input(type_map, steps, type_embedding=False):
             "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0, "rcut_smth": 0.5, "neuron": [25, 50, 100], "axis_neuron": 16, "seed": 1},
             "fitting_net": {"type": "charge", "seed": 1},
         },
-        "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
+        "learning_rate": {"type": "exp", "start_lr": start_lr, "stop_lr": 1e-5, "smooth": True},
         "training": {"training_data": {"systems": "data"}, "numb_steps": steps, "disp_freq": max(100, steps // 20), "save_freq": steps, "seed": 1},
     }
+    if lr_staircase:
+        # the schedule before issue 17: DeePMD-kit's default decay_steps 5000, one drop at step 5000 of
+        # 8000 (decay_rate given explicitly so that the charge fitting leaves the staircase alone)
+        del inp["learning_rate"]["smooth"]
+        inp["learning_rate"]["decay_steps"] = 5000
+        inp["learning_rate"]["decay_rate"] = (1e-5 / start_lr) ** (5000 / steps)
     if type_embedding:
         inp["model"]["type_embedding"] = {"neuron": [8], "seed": 1}
         inp["model"]["fitting_net"].update(radial_basis=0, radial_neuron=[])
     return inp
 
 
-def sh(cmd, cwd):
+def sh(cmd, cwd, both=False):
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout
+    return proc.stdout + proc.stderr if both else proc.stdout
+
+
+def prior_and_final(work: Path) -> tuple:
+    """(MAE of the radial superposition on the training points, as dp train logged it;
+    mean training MAE of the last 3 lcurve.out lines) - both nan when unknown."""
+    import re
+
+    import numpy as np
+
+    log = (work / "train.log").read_text() if (work / "train.log").exists() else ""
+    m = re.search(r"fits the labels to MAE ([0-9.eE+-]+)", log)
+    prior = float(m.group(1)) if m else float("nan")
+    curve = np.loadtxt(work / "lcurve.out", ndmin=2) if (work / "lcurve.out").exists() else np.zeros((0, 4))
+    final = float(curve[-3:, 2].mean()) if len(curve) else float("nan")
+    return prior, final
 
 
 def training_files(name: str, data: Path, n_structures: int) -> list[Path]:
@@ -77,14 +99,14 @@ def training_files(name: str, data: Path, n_structures: int) -> list[Path]:
 
 
 def run_material(name: str, data: Path, work: Path, steps: int, images: Path | None, reuse: bool = False,
-                 n_structures: int = 1, type_embedding: bool = False) -> dict:
+                 n_structures: int = 1, type_embedding: bool = False, lr_staircase: bool = False, start_lr: float = 0.005) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
     trains, test = training_files(name, data, n_structures), data / name / "rattled_b" / "CHGCAR.gz"
     train = trains[0]
     work.mkdir(parents=True, exist_ok=True)
     elements = list(dict.fromkeys(read_chgcar(train).atoms.get_chemical_symbols()))
-    inp = json.dumps(model_input(elements + ["X"], steps, type_embedding), indent=2)
+    inp = json.dumps(model_input(elements + ["X"], steps, type_embedding, lr_staircase, start_lr), indent=2)
     done = work / "train_seconds.txt"
     listed = work / "train_files.txt"  # absent in one-structure folders trained before it existed
     files = "\n".join(map(str, trains)) + "\n"
@@ -97,7 +119,7 @@ def run_material(name: str, data: Path, work: Path, steps: int, images: Path | N
         (work / "input.json").write_text(inp)
         listed.write_text(files)
         t = time.perf_counter()
-        sh(["dp", "--tf", "train", "input.json"], work)
+        (work / "train.log").write_text(sh(["dp", "--tf", "train", "input.json"], work, both=True))
         seconds = time.perf_counter() - t
         sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
         done.write_text(str(seconds))
@@ -109,7 +131,8 @@ def run_material(name: str, data: Path, work: Path, steps: int, images: Path | N
     # the --plot/--slice pictures are of the first input: the unseen structure
     sh(["dp-charge", "test", "model.pb", str(test), str(train), "--json", "metrics.json", "--quiet", *extra], work)
     m = json.loads((work / "metrics.json").read_text())
-    return {"name": name, "test": m["inputs"][0], "train": m["inputs"][1], "seconds": seconds, "steps": steps,
+    prior, final = prior_and_final(work)
+    return {"name": name, "test": m["inputs"][0], "train": m["inputs"][1], "seconds": seconds, "steps": steps, "prior": prior, "final": final,
             "structures": n_structures, "type_embedding": type_embedding}
 
 
@@ -126,6 +149,9 @@ def main():
                              "(make_materials.py --water-extra K-1; default 1)")
     parser.add_argument("--type-embedding", action="store_true",
                         help="se_e2_a with DeePMD-kit's type embedding (radial basis off); trains in <workdir>/<material>_tebd")
+    parser.add_argument("--lr-staircase", action="store_true",
+                        help="the learning-rate schedule before issue 17 (decay_steps 5000: one drop at step 5000); trains in <workdir>/<material>..._stair")
+    parser.add_argument("--start-lr", type=float, default=0.005, help="start_lr (default %(default)s; other values train in <workdir>/<material>..._lr<value>)")
     args = parser.parse_args()
     k = args.train_structures
     if not 1 <= k <= 1 + len(EXTRA):
@@ -139,20 +165,23 @@ def main():
                  f"benchmarks/make_materials.py --out {args.data} {' '.join(short)} --water-extra {k - 1}"
                  " (extra configurations exist for water only)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tebd = "_tebd" if args.type_embedding else ""
+    tebd = ("_tebd" if args.type_embedding else "") + ("_stair" if args.lr_staircase else "")
+    tebd += "" if args.start_lr == 0.005 else f"_lr{args.start_lr:g}"
     rows = [run_material(n, args.data, args.workdir / ((n if k == 1 else f"{n}_train{k}") + tebd), args.steps, args.images,
-                         args.reuse, k, args.type_embedding) for n in args.only]
+                         args.reuse, k, args.type_embedding, args.lr_staircase, args.start_lr) for n in args.only]
     trained_on = "rattled_a" if k == 1 else f"{k} structures (rattled_a, {', '.join(EXTRA[:k - 1])})"
     print(f"\nTrained on {trained_on}, {args.steps} steps each, {os.cpu_count()} cores; scored on the full grid of rattled_b (unseen)\n")
-    print("| system | MAE (e/A^3) | NMAE | R^2 | electrons: model vs DFT | MAE on the training structure | paper's MAE | training (min) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| system | MAE (e/A^3) | NMAE | R^2 | electrons: model vs DFT | MAE on the training structure | paper's MAE | training (min) | prior's MAE -> final training MAE |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, tr = r["test"], r["train"]
         rel = (t["electrons_pred"] - t["electrons_ref"]) / t["electrons_ref"]
         label = LABEL[r["name"]] + ("" if r["structures"] == 1 else f", trained on {r['structures']} configurations")
         label += ", type embedding (radial basis off)" if r["type_embedding"] else ""
+        label += ", lr staircase (decay_steps 5000)" if args.lr_staircase else ""
+        label += "" if args.start_lr == 0.005 else f", start_lr {args.start_lr:g}"
         print(f"| {label} | {t['mae']:.2e} | {100 * t['nmae']:.2f}% | {t['r2']:.5f} | {t['electrons_pred']:.3f} vs {t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
-              f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} |")
+              f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} | {r['prior']:.2e} -> {r['final']:.2e} |")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ INPUT = {
         "fitting_net": {"type": "charge", "neuron": [240, 240, 240], "seed": 1},
     },
     "loss": {"type": "charge", "loss_func": "mae", "label": "atom_ener"},
-    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
+    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
     "training": {"training_data": {"systems": "train", "batch_size": 1}, "numb_steps": 1000, "disp_freq": 1000, "save_freq": 1000, "seed": 1},
 }
 

@@ -44,7 +44,7 @@ MODEL_INPUT = {
         "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": 1},
         "fitting_net": {"type": "charge", "neuron": [64, 64, 64], "radial_neuron": [16, 32], "seed": 1},
     },
-    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-4},
+    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-4, "smooth": True},
     "training": {"training_data": {"systems": "data"}, "numb_steps": 100, "disp_freq": 100, "save_freq": 100},
 }
 

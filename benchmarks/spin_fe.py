@@ -29,7 +29,7 @@ def model_input(steps):
             "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0, "rcut_smth": 0.5, "seed": 1},
             "fitting_net": {"type": "charge", "seed": 1},
         },
-        "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
+        "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
         "training": {"training_data": {"systems": "data"}, "numb_steps": steps, "disp_freq": 500, "save_freq": steps, "seed": 1},
     }
 

@@ -28,7 +28,10 @@ doc_basis = (
     "training; the fitting net gets the sums as extra inputs and learns only the remainder. "
     "Default: 16 with se_e2_a, 0 (off) otherwise."
 )
-
+doc_basis_trainable = (
+    "Whether the radial basis weights are trained with the network (true) or stay at the fit made "
+    "before training (false)."
+)
 doc_charge_loss = (
     "Loss of deepmd-charge's charge fitting, computed on the ghost atoms (grid points) only. "
     "The whole section may be omitted; lcurve.out then reports rmse and mae of the density in e/A^3."
@@ -57,6 +60,7 @@ def fitting_charge() -> list:
         Argument("seed", [int, None], optional=True, doc=doc_seed),
         Argument("radial_neuron", [list[int], None], optional=True, default=None, doc=doc_radial),
         Argument("radial_basis", [int, None], optional=True, default=None, doc=doc_basis),
+        Argument("basis_trainable", bool, optional=True, default=True, doc=doc_basis_trainable),
     ]
 
 

@@ -45,7 +45,7 @@ def tiny_input(systems, steps=300):
             "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [8, 16], "axis_neuron": 4, "seed": 1},
             "fitting_net": {"type": "charge", "neuron": [32, 32], "seed": 1},
         },
-        "learning_rate": {"type": "exp", "start_lr": 0.003, "stop_lr": 1e-4},
+        "learning_rate": {"type": "exp", "start_lr": 0.003, "stop_lr": 1e-4, "smooth": True},
         "training": {"training_data": {"systems": str(systems)}, "numb_steps": steps, "disp_freq": 100, "save_freq": steps, "seed": 1},
     }
 

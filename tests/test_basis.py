@@ -91,7 +91,7 @@ def test_two_element_superposition_is_fitted_before_training(tmp_path):
             "descriptor": {"type": "se_e2_a", "sel": [40, 40, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1},
             "fitting_net": {"type": "charge", "neuron": [8], "radial_neuron": [], "radial_basis": 24, "seed": 1},
         },
-        "learning_rate": {"type": "exp", "start_lr": 1e-4, "stop_lr": 1e-5},
+        "learning_rate": {"type": "exp", "start_lr": 1e-4, "stop_lr": 1e-5, "smooth": True},
         "training": {"training_data": {"systems": str(sysdir)}, "numb_steps": 1, "disp_freq": 1, "save_freq": 1, "seed": 1},
     }
     (tmp_path / "input.json").write_text(json.dumps(inp))

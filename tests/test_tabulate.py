@@ -87,7 +87,7 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
             "descriptor": {"type": "se_e2_a", "sel": [20, 30, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1, "precision": precision, **descriptor},
             "fitting_net": {"type": "charge", "neuron": [8], **radial, "seed": 1, "precision": precision},
         },
-        "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-4},
+        "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-4, "smooth": True},
         "training": {"training_data": {"systems": str(sysdir)}, "numb_steps": 20, "disp_freq": 20, "save_freq": 20, "seed": 1},
     }
     (tmp_path / "input.json").write_text(json.dumps(inp))

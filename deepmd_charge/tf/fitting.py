@@ -21,7 +21,9 @@ from deepmd.tf.utils.errors import GraphWithoutTensorError
 from deepmd.tf.utils.graph import get_tensor_by_name_from_graph
 
 from deepmd_charge.errors import ConfigError
-from deepmd_charge.tf.loss import DEFAULT_LABEL, ChargeLoss
+# the module, not its names: importing deepmd_charge.tf.loss first loads DeePMD-kit's entry points,
+# which import this module while loss.py is still half-initialised
+from deepmd_charge.tf import loss as charge_loss
 
 log = logging.getLogger("deepmd.charge")
 
@@ -50,6 +52,50 @@ def check_ghost_setup(type_map, descrpt) -> None:
             f"sel 0 so that grid points never see each other; descriptor sel is {list(sel)}, "
             f"use {list(sel[:-1]) + [0]}"
         )
+
+
+#: a staircase exp schedule with fewer steps than this over the run is made smooth (smooth_lr_schedule)
+MIN_LR_STAIRS = 20
+
+
+def smooth_lr_schedule(lr) -> None:
+    """Make a coarse staircase exp learning-rate schedule decay smoothly to stop_lr at the last step.
+
+    DeePMD-kit's exp schedule drops the rate every `decay_steps` (default 5000) by a factor chosen
+    so that it would reach stop_lr at numb_steps: with numb_steps 8000 it falls once, at step
+    5000, from 5e-3 to 1e-4, and never reaches stop_lr (issue 17). With fewer than MIN_LR_STAIRS
+    drops over the run (and no decay_rate given) this switches the schedule to DeePMD-kit's
+    smooth mode, lr(t) = start_lr (stop_lr / start_lr)^(t / numb_steps), and logs it once.
+    """
+    params = getattr(lr, "_params", None)
+    build = getattr(lr, "build", None)
+    if not isinstance(params, dict) or build is None or getattr(lr, "_charge_smoothed", False):
+        return
+    if params.get("type", "exp") != "exp" or params.get("smooth") or params.get("decay_rate") is not None:
+        return
+
+    def smoothed_build(global_step, num_steps):
+        decay_steps = int(params.get("decay_steps", 5000))
+        warmup = int(params.get("warmup_steps") or 0) or int((params.get("warmup_ratio") or 0) * num_steps)
+        total = num_steps - warmup
+        if decay_steps < total and total / decay_steps < MIN_LR_STAIRS:
+            params["smooth"] = True
+            start = float(params["start_lr"])
+            stop = float(params["stop_lr"]) if params.get("stop_lr") is not None else start * float(params["stop_lr_ratio"])
+            log.warning(
+                "learning_rate: decay_steps %d over %d steps would drop the rate only %d time(s) and end at "
+                "%.1e instead of stop_lr %.1e; using the smooth exp decay (\"smooth\": true) so that it reaches "
+                "stop_lr at the last step (set decay_rate to keep a staircase)",
+                decay_steps,
+                total,
+                total // decay_steps,
+                start * (stop / start) ** ((total // decay_steps) * decay_steps / total),
+                stop,
+            )
+        return build(global_step, num_steps)
+
+    lr.build = smoothed_build
+    lr._charge_smoothed = True
 
 
 @Fitting.register("charge")
@@ -83,6 +129,7 @@ class ChargeFitting(DOSFitting):
         mixed_types: bool = False,
         radial_neuron: list | None = None,
         radial_basis: int | None = None,
+        basis_trainable: bool = True,
         **kwargs,
     ) -> None:
         check_ghost_setup(type_map, descrpt)
@@ -118,6 +165,7 @@ class ChargeFitting(DOSFitting):
         if radial_basis < 0 or radial_basis == 1:
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
+        self.basis_trainable = bool(basis_trainable)
         self.n_real = ntypes - 1
         self.n_basis_features = self.n_real * self.radial_basis
         self.basis_w = np.zeros(self.n_basis_features)  # least-squares superposition weights (compute_input_stats)
@@ -126,10 +174,12 @@ class ChargeFitting(DOSFitting):
         self.rho_mean = 0.0
         self.rho_std = 1.0
         self.radial_variables = None  # from a frozen model (dp compress, --init-frz-model)
-        self.label = DEFAULT_LABEL
+        self.label = charge_loss.DEFAULT_LABEL
+        self.loss = None  # the ChargeLoss made by get_loss: told the prior's error (divergence warning)
+        self.prior_mae = None
 
     # ---- loss and statistics -------------------------------------------------------------
-    def get_loss(self, loss: dict, lr) -> ChargeLoss:
+    def get_loss(self, loss: dict, lr) -> "charge_loss.ChargeLoss":
         """The "charge" loss; the loss section may be omitted."""
         loss = dict(loss or {})
         ltype = loss.pop("type", "charge")
@@ -137,8 +187,10 @@ class ChargeFitting(DOSFitting):
             raise ConfigError(
                 f"fitting_net type 'charge' trains with loss type 'charge' (or no loss section), not '{ltype}'"
             )
-        loss_obj = ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)
+        loss_obj = charge_loss.ChargeLoss(starter_learning_rate=lr.start_lr(), ghost_type=self.ghost_type, **loss)
         self.label = loss_obj.label
+        self.loss = loss_obj
+        smooth_lr_schedule(lr)
         return loss_obj
 
     def compute_input_stats(self, all_stat: dict, protection: float = 1e-2, stat_file_path=None) -> None:
@@ -150,7 +202,7 @@ class ChargeFitting(DOSFitting):
         super().compute_input_stats(all_stat, protection=protection, stat_file_path=stat_file_path)
         if self.label not in all_stat:
             return
-        from deepmd_charge.tf.basis import basis_sums_numpy, least_squares
+        from deepmd_charge.tf.basis import basis_sums_numpy, regularised_fit
 
         values, feats = [], []
         for labels, types, coords, boxes in zip(all_stat[self.label], all_stat["type"], all_stat["coord"], all_stat["box"]):
@@ -175,8 +227,10 @@ class ChargeFitting(DOSFitting):
             feats = np.concatenate(feats)
             self.basis_mean = feats.mean(axis=0)
             self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
-            self.basis_w, self.rho_mean = least_squares(feats, values)
-            resid = values - feats @ self.basis_w - self.rho_mean
+            self.basis_w, _, report = regularised_fit(feats, values)
+            resid = values - feats @ self.basis_w
+            self.rho_mean = float(resid.mean())  # the network's output offset (the prior has no constant)
+            resid = resid - self.rho_mean
             # the network learns what the superposition leaves, scaled to unit variance
             self.rho_std = float(max(resid.std(), protection * 1e-2, 1e-6))
             log.info(
@@ -186,6 +240,13 @@ class ChargeFitting(DOSFitting):
                 np.abs(resid).mean(),
                 np.abs(values - values.mean()).mean(),
             )
+            for line in report.lines():
+                log.info("charge fitting: %s", line)
+            self.prior_mae = float(np.abs(resid).mean())
+        else:
+            self.prior_mae = float(np.abs(values - values.mean()).mean())
+        if self.loss is not None:
+            self.loss.set_prior(self.prior_mae, "radial superposition" if self.radial_basis else "mean density")
 
     # ---- graph ----------------------------------------------------------------------------
     def build(self, inputs, natoms, input_dict=None, reuse=None, suffix: str = ""):
@@ -261,7 +322,7 @@ class ChargeFitting(DOSFitting):
                         [self.n_basis_features, 1],
                         dtype=GLOBAL_TF_FLOAT_PRECISION,
                         initializer=tf.constant_initializer(self.basis_w.reshape(-1, 1) if init is None else init),
-                        trainable=True,
+                        trainable=self.basis_trainable,
                     )
                 out = out + tf.reshape(tf.matmul(tf.reshape(basis, [-1, self.n_basis_features]), w), [nframes, n_ghost, 1])
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)

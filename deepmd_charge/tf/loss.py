@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from deepmd.tf.env import tf
 from deepmd.tf.loss.loss import Loss
@@ -12,6 +14,12 @@ from deepmd_charge.errors import ConfigError
 
 DEFAULT_LABEL = "density"
 LOSS_FUNCS = ("mse", "mae", "huber", "relative")
+#: the divergence warning fires when the training MAE stays above this multiple of the prior's ...
+DIVERGE_RATIO = 1.5
+#: ... for this many displayed steps (lcurve.out lines) in a row, step 0 not counted
+DIVERGE_DISPLAYS = 3
+
+log = logging.getLogger("deepmd.charge")
 
 
 class ChargeLoss(Loss):
@@ -51,6 +59,16 @@ class ChargeLoss(Loss):
         self.huber_delta = huber_delta
         self.relative_floor = relative_floor
         self.label = label
+        self.prior_mae = None  # MAE of the model before training (set_prior)
+        self.prior_name = ""
+        self._last_step = None
+        self._above: list = []  # (step, mae) of the displays in a row above DIVERGE_RATIO x prior
+        self.warned = False
+
+    def set_prior(self, mae: float, name: str) -> None:
+        """The training MAE of what the network starts from (the radial superposition, or the mean)."""
+        self.prior_mae = float(mae)
+        self.prior_name = name
 
     def _ghost_part(self, values, natoms):
         values = tf.cast(tf.reshape(values, [-1, natoms[0]]), tf.float64)
@@ -77,12 +95,41 @@ class ChargeLoss(Loss):
         self.l2_l = find * loss
         self.l2_more = {"mse": self.display_if_exist(mse, find), "mae": self.display_if_exist(mae, find)}
         self.l2_loss_summary = tf.summary.scalar("rmse_rho_" + suffix, tf.sqrt(mse))
+        self._step = tf.train.get_or_create_global_step()
         return self.l2_l, self.l2_more
 
     def eval(self, sess, feed_dict, natoms) -> dict:
         """RMSE and MAE of the density at the ghost atoms, e/A^3 (printed in lcurve.out)."""
-        mse, mae = run_sess(sess, [self.l2_more["mse"], self.l2_more["mae"]], feed_dict=feed_dict)
+        mse, mae, step = run_sess(sess, [self.l2_more["mse"], self.l2_more["mae"], self._step], feed_dict=feed_dict)
+        step = int(step)
+        if step != self._last_step:  # the first evaluation of a display is the training batch
+            self._last_step = step
+            self.watch(step, float(mae))
         return {"natoms": natoms[0], "rmse": float(np.sqrt(mse)), "mae": float(mae)}
+
+    def watch(self, step: int, mae: float) -> bool:
+        """Warn once when the training MAE stays well above the prior's; True when it warns."""
+        if self.prior_mae is None or self.warned or step == 0 or not np.isfinite(self.prior_mae):
+            return False
+        if not mae > DIVERGE_RATIO * self.prior_mae:
+            self._above = []
+            return False
+        self._above.append((step, mae))
+        if len(self._above) < DIVERGE_DISPLAYS:
+            return False
+        self.warned = True
+        log.warning(
+            "charge fitting: the training MAE (%.3g e/A^3 at step %d) has stayed above %.1fx that of the %s "
+            "the network started from (%.3g) since step %d: the network is making the model worse; lower "
+            "learning_rate/start_lr (e.g. to a third) or check the data",
+            mae,
+            step,
+            DIVERGE_RATIO,
+            self.prior_name,
+            self.prior_mae,
+            self._above[0][0],
+        )
+        return True
 
     @property
     def label_requirement(self) -> list:
