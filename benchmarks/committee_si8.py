@@ -44,7 +44,7 @@ def member_input(seed: int, steps: int, radial_basis, systems="data", rcut: floa
             "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": rcut, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": seed},
             "fitting_net": fitting,
         },
-        "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
+        "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
         "training": {"training_data": {"systems": systems}, "numb_steps": steps, "disp_freq": 500, "save_freq": steps, "seed": seed},
     }
 

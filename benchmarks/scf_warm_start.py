@@ -72,7 +72,7 @@ USER_INPUT = {
         "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0, "seed": 1},
         "fitting_net": {"type": "charge", "seed": 1},
     },
-    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5},
+    "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
     "training": {"training_data": {"systems": "data"}, "numb_steps": 3000, "seed": 1, "disp_freq": 500},
 }
 ENV1 = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")

@@ -107,6 +107,8 @@ def lr_ends_smoothly(lr: dict, steps: int) -> bool:
 
 def shipped_inputs():
     """Every learning_rate section in the repository's JSON files, Markdown and Python sources."""
+    from deepmd_charge import recipe
+
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     found = []
     for name in files:
@@ -121,6 +123,8 @@ def shipped_inputs():
                 block = m.group(1).replace("true", "True").replace("false", "False")
                 # a benchmark's start_lr may be a variable (its --lr / --start-lr option, default 0.005)
                 block = re.sub(r":\s*(start_lr|lr)\s*([,}])", r": 0.005\2", block)
+                # dp-charge input's recipe (deepmd_charge/recipe.py) names its constants
+                block = block.replace("START_LR", repr(recipe.START_LR)).replace("STOP_LR", repr(recipe.STOP_LR))
                 steps = re.search(r'"numb_steps":\s*(\d+)', text[m.end(): m.end() + 400])
                 found.append((name, ast.literal_eval(block), int(steps.group(1)) if steps else None))
     return found

@@ -181,6 +181,13 @@ def load_kernel():
     if not lib.exists():
         _status = f"the prediction kernel did not build on this machine (see {logfile}; delete {failed.name} to retry)"
         return None
+    global _first_module
+    if _first_module is not None:
+        # TensorFlow registers an op and its kernels once per process: loading a second library
+        # with the same op (a rebuilt cache, as in the tests) would register its kernels twice
+        # and break every later run ("Multiple OpKernel registrations match")
+        _status = f"kernel {lib.name}"
+        return _first_module
     try:
         with held_stderr():
             module = tf.load_op_library(str(lib))
@@ -188,15 +195,10 @@ def load_kernel():
         _status = f"cannot load {lib} ({err})"
         _say(f"{_status}; predictions use the plain frozen graph")
         return None
-    global _first_module
     if not hasattr(module, "charge_descriptor"):
-        # TensorFlow registers an op once per process: a second library with the same op (a
-        # rebuilt cache, as in the tests) loads as an empty module; the first one still serves
-        if _first_module is None:
-            _status = f"{lib} holds no ChargeDescriptor op"
-            return None
-        module = _first_module
-    _first_module = _first_module or module
+        _status = f"{lib} holds no ChargeDescriptor op"
+        return None
+    _first_module = module
     _status = f"kernel {lib.name}"
     return module
 
