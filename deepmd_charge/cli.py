@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -180,22 +178,10 @@ def cmd_convert(args) -> int:
             f"{vol.source}: {vol.atoms.get_chemical_formula()}, grid {'x'.join(map(str, vol.shape))}, "
             f"{vol.electrons():.4f} electrons, {args.channel} -> {frames} frames x {k} points"
         )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise InputError(out, f"cannot write ({exc.strerror or exc})") from None
-    try:
+    from deepmd_charge.io.files import atomic_folder
+
+    with atomic_folder(out) as tmp:
         written = write_system(systems, tmp, set_size=frames)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(out, f"cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     names = type_map_for(systems)  # every element of every file, the ghost last
     for w in written:
         print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")

@@ -15,8 +15,6 @@ scored by the deviation of the members (population standard deviation per grid p
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +99,8 @@ def write_selection(ranked, k: int, outdir, criterion: str = "mean") -> list:
     outdir/ranking.txt. `outdir` must not exist or be empty; it appears only when complete."""
     import ase.io
 
+    from deepmd_charge.io.files import atomic_folder
+
     outdir = Path(outdir)
     if k <= 0:
         raise InputError("-n", f"must be a positive number of structures, got {k}")
@@ -108,12 +108,7 @@ def write_selection(ranked, k: int, outdir, criterion: str = "mean") -> list:
         raise InputError("-n", f"asks for {k} structures but the candidates hold only {len(ranked)}")
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
         raise InputError(outdir, "exists and is not an empty folder; choose another -o")
-    try:
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    except OSError as exc:
-        raise InputError(outdir, f"cannot write ({exc.strerror or exc})") from None
-    try:
+    with atomic_folder(outdir) as tmp:
         written = []
         width = max(3, len(str(k)))
         for r, d in enumerate(ranked[:k], 1):
@@ -122,10 +117,4 @@ def write_selection(ranked, k: int, outdir, criterion: str = "mean") -> list:
             ase.io.write(folder / "POSCAR", d["atoms"], format="vasp", direct=True, sort=False)
             written.append(outdir / folder.name / "POSCAR")
         (tmp / "ranking.txt").write_text(format_ranking(ranked, criterion, k) + "\n")
-        if outdir.exists():
-            outdir.rmdir()
-        tmp.rename(outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written

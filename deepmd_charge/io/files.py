@@ -5,6 +5,7 @@ import contextlib
 import gzip
 import lzma
 import os
+import shutil
 import stat
 import tempfile
 import zlib
@@ -102,6 +103,28 @@ def atomic_write(path, mode: str = "w"):
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(path, f"cannot write ({exc.strerror or exc})") from None
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a temporary folder beside `path`; on success it replaces `path` (a folder the caller
+    has checked may go), on any failure it is removed. Refused writes are an InputError naming `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise InputError(path, f"cannot write ({exc.strerror or exc})") from None
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
             raise InputError(path, f"cannot write ({exc.strerror or exc})") from None
         raise
