@@ -200,7 +200,7 @@ def cmd_input(args) -> int:
         per_step = recipe.seconds_per_step(jdata)
         steps = max(100, int(args.minutes * 60 / per_step) // 100 * 100)
         print(f"timing: {per_step:.4f} s per step on this machine -> {steps} steps for {args.minutes:g} minutes")
-        jdata = recipe.recommended_input(args.data, steps=steps, rcut=args.rcut, precision=args.precision, seed=args.seed)
+        recipe.with_steps(jdata, steps)  # the data were read once, above
     from deepmd_charge.io.files import atomic_write
 
     with atomic_write(args.output) as fh:

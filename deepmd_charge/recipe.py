@@ -91,14 +91,13 @@ def data_summary(paths, rcut: float = RCUT, frames_per_set: int = 4) -> dict:
 
 def recommended_input(paths, steps: int = STEPS, rcut: float = RCUT, precision: str = "float64", seed: int = 1) -> dict:
     """input.json for `dp train` on the data at `paths` (folders written by dp-charge convert)."""
-    if steps <= 0:
+    if steps <= 0:  # before the data are read
         raise InputError("--steps", f"must be positive, got {steps}")
     if not rcut > RCUT_SMTH:
         raise InputError("--rcut", f"must be larger than rcut_smth {RCUT_SMTH} A, got {rcut}")
     info = data_summary(paths, rcut)
     sel = [max(4, int(math.ceil(c * SEL_MARGIN / 4) * 4)) for c in info["max_neighbours"]] + [0]
-    disp = max(1, steps // 20)
-    return {
+    jdata = {
         "model": {
             "type_map": info["elements"] + [info["ghost"]],
             "descriptor": {"type": "se_e2_a", "sel": sel, "rcut": rcut, "rcut_smth": RCUT_SMTH, "neuron": DESCRIPTOR_NEURON,
@@ -106,9 +105,18 @@ def recommended_input(paths, steps: int = STEPS, rcut: float = RCUT, precision: 
             "fitting_net": {"type": "charge", "precision": precision, "seed": seed},
         },
         "learning_rate": {"type": "exp", "start_lr": START_LR, "stop_lr": STOP_LR, "smooth": True},
-        "training": {"training_data": {"systems": info["systems"]}, "numb_steps": steps, "disp_freq": disp,
-                     "save_freq": steps, "seed": seed},
+        "training": {"training_data": {"systems": info["systems"]}, "seed": seed},
     }
+    return with_steps(jdata, steps)
+
+
+def with_steps(jdata: dict, steps: int) -> dict:
+    """`jdata` set to train `steps` steps: 20 lcurve lines, one checkpoint at the end (the smooth
+    learning rate reaches stop_lr at whatever the last step is)."""
+    if steps <= 0:
+        raise InputError("--steps", f"must be positive, got {steps}")
+    jdata["training"].update(numb_steps=steps, disp_freq=max(1, steps // 20), save_freq=steps)
+    return jdata
 
 
 def seconds_per_step(jdata: dict, steps: int = 60) -> float:
