@@ -112,12 +112,14 @@ inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, c
   T acc[R][W] = {};
   for (int64 q = 0; q < nq; ++q) {
     const T* __restrict a = coef + rows[q] * 6 * M + m0;
-    const T t = ts[q];
+    const T t = ts[q], t2 = t * t;
     T wq[R];
     for (int r = 0; r < R; ++r) wq[r] = w[q * R + r];
 #pragma omp simd
     for (int i = 0; i < W; ++i) {
-      const T v = a[i] + t * (a[M + i] + t * (a[2 * M + i] + t * (a[3 * M + i] + t * (a[4 * M + i] + t * a[5 * M + i]))));
+      // Estrin's scheme: 5 FMAs as Horner's, but 3 deep instead of 5 (the chain's latency, not the
+      // FMA count, bounds this loop: op time -5 to -14 %, float64, benchmarks/predict_speed.py)
+      const T v = (a[i] + t * a[M + i]) + t2 * ((a[2 * M + i] + t * a[3 * M + i]) + t2 * (a[4 * M + i] + t * a[5 * M + i]));
       for (int r = 0; r < R; ++r) acc[r][i] += wq[r] * v;
     }
   }
@@ -127,11 +129,14 @@ inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, c
 
 template <typename T, int R>
 inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const T* ts, const T* w, T* out) {
-  // 8 columns, the fastest width tried in both precisions (op time, Si64 speed models, 64^3 grid:
-  // float32 8 / 16 columns 262 / 470 ms; float64 4 / 8 / 16 columns 496 / 385 / 664 ms)
-  constexpr int W = 8;
+  // 8 columns for the embedding (R = 4), the fastest width tried in both precisions (op time, Si64
+  // speed models, 64^3 grid: float32 8 / 16 columns 262 / 470 ms; float64 4 / 8 / 16 columns
+  // 496 / 385 / 664 ms); 16 for the single sums (R = 1), two independent chains per neighbour
+  // (float32 op time -6 %)
+  constexpr int W = R == 1 ? 16 : 8;
   int64 m0 = 0;
   for (; m0 + W <= M; m0 += W) table_block<T, R, W>(coef, M, m0, nq, rows, ts, w, out);
+  for (; m0 + 8 <= M; m0 += 8) table_block<T, R, 8>(coef, M, m0, nq, rows, ts, w, out);
   for (; m0 < M; ++m0) table_block<T, R, 1>(coef, M, m0, nq, rows, ts, w, out);
 }
 
