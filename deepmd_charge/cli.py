@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--channel", default="total", help="density block to learn: total (default) or magnetization")
     c.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files without a species line")
     c.add_argument("--overwrite", action="store_true", help="replace the training data already in the --output folder")
+    c.add_argument("--format", choices=["ghost", "grid"], default="ghost",
+                   help="ghost: ghost-point frames for dp train (default); grid: DeePMD-kit's set.*/grid.npy + density.npy layout. "
+                        "FILES may also be folders in the grid layout: they become ghost-point frames")
 
     p = sub.add_parser("predict", help="density of a structure on a grid, written as CHGCAR or cube")
     p.add_argument("model", nargs="+", help="frozen model from dp freeze (model.pb); several: a committee, its mean is written")
@@ -155,6 +158,8 @@ def cmd_convert(args) -> int:
     register_density()
     out = Path(args.output)
     check_output_folder(out, overwrite=args.overwrite)
+    if args.format == "grid" or any(Path(f).is_dir() for f in args.files):
+        return _convert_grid_layout(args, out)
     vols = [read_volumetric(f, elements=args.elements) for f in args.files]
     k = args.points_per_frame
     if k <= 0:
@@ -186,6 +191,47 @@ def cmd_convert(args) -> int:
     for w in written:
         print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
     print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{out}"')
+    return 0
+
+
+def _convert_grid_layout(args, out: Path) -> int:
+    """convert --format grid (grid files -> DeePMD-kit's grid layout), or grid-layout folders ->
+    ghost-point frames."""
+    import dpdata
+
+    from deepmd_charge.convert import usable_grid, write_system
+    from deepmd_charge.io import grid_data
+    from deepmd_charge.io.files import atomic_folder
+    from deepmd_charge.io.structure import read_volumetric
+
+    folders = [f for f in args.files if Path(f).is_dir()]
+    if args.format == "grid" and folders:
+        raise InputError(folders[0], "is a folder; --format grid converts CHGCAR/cube files")
+    if folders and len(folders) < len(args.files):
+        raise InputError(next(f for f in args.files if not Path(f).is_dir()), "convert grid files and grid-layout folders separately")
+    if args.format == "grid":
+        vols = [read_volumetric(f, elements=args.elements) for f in args.files]
+        grids = [usable_grid(v) for v in vols]
+        wanted = args.frames * args.points_per_frame if args.frames is not None else args.points
+        if wanted <= 0:
+            raise InputError("--points", f"must be positive, got {wanted}")
+        count = min([wanted] + [usable.size for _, usable in grids])
+        frames = [grid_data.grid_frame(v, count, args.sampling, None if args.seed is None else args.seed + i, args.channel, grid=g)
+                  for i, (v, g) in enumerate(zip(vols, grids))]
+        with atomic_folder(out) as tmp:
+            written = grid_data.write_grid_systems(frames, tmp, ghost=args.ghost)
+        for v in vols:
+            print(f"{v.source}: {v.atoms.get_chemical_formula()}, grid {'x'.join(map(str, v.shape))} -> {count} points ({args.channel})")
+    else:
+        for f in folders:
+            if not grid_data.is_grid_system(f):
+                raise InputError(f, f"is a folder but not in the grid layout (type.raw and set.*/{grid_data.GRID})")
+        systems = [dpdata.System(data=d) for f in folders for d in grid_data.ghost_frames_from_grid(f, args.points_per_frame, seed=args.seed)]
+        with atomic_folder(out) as tmp:
+            written = write_system(systems, tmp, set_size=max(s.get_nframes() for s in systems))
+        print(f"{len(folders)} grid-layout folder(s) -> {sum(s.get_nframes() for s in systems)} frames x {args.points_per_frame} points")
+    for w in written:
+        print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
     return 0
 
 

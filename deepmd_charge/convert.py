@@ -87,20 +87,26 @@ def frames_from_volumetric(
     chosen = usable[sample_indices(rho.ravel()[usable], frames * points_per_frame, rng, sampling)]
     chosen = chosen.reshape(frames, points_per_frame)
 
+    return ghost_system(atoms, all_points[chosen], rho.ravel()[chosen], ghost)
+
+
+def ghost_system(atoms: Atoms, points: np.ndarray, density: np.ndarray, ghost: str = "X") -> dict:
+    """dpdata System data: one frame per row of `points` [frames, k, 3] (Angstrom), each all the
+    atoms + k ghosts of type `ghost` labelled with `density` [frames, k] (e/A^3; 0 at real atoms)."""
+    frames, k = density.shape
     symbols = atoms.get_chemical_symbols()
     names = list(dict.fromkeys(symbols)) + [ghost]
-    real_types = np.array([names.index(s) for s in symbols])
     natoms = len(atoms)
-    coords = np.empty((frames, natoms + points_per_frame, 3))
+    coords = np.empty((frames, natoms + k, 3))
     coords[:, :natoms] = atoms.positions
-    coords[:, natoms:] = all_points[chosen]
-    labels = np.zeros((frames, natoms + points_per_frame))
-    labels[:, natoms:] = rho.ravel()[chosen]
+    coords[:, natoms:] = points
+    labels = np.zeros((frames, natoms + k))
+    labels[:, natoms:] = density
     return {
         "atom_names": names,
-        "atom_numbs": [symbols.count(s) for s in names[:-1]] + [points_per_frame],
-        "atom_types": np.concatenate([real_types, np.full(points_per_frame, len(names) - 1)]),
-        "cells": np.repeat(cell[None], frames, axis=0),
+        "atom_numbs": [symbols.count(s) for s in names[:-1]] + [k],
+        "atom_types": np.array([names.index(s) for s in symbols] + [len(names) - 1] * k),
+        "cells": np.repeat(np.asarray(atoms.cell[:])[None], frames, axis=0),
         "coords": coords,
         "orig": np.zeros(3),
         "nopbc": False,

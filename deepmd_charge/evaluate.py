@@ -56,8 +56,14 @@ def _ghost_name(data_types, model_ghost, path):
 
 
 def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
-    """Predict the density at every ghost point of a deepmd/npy system and compare to its labels."""
+    """Predict the density at every ghost point of a deepmd/npy system (or every grid point of a
+    folder in DeePMD-kit's grid layout, io/grid_data.py) and compare to its labels."""
     path = Path(path)
+    from deepmd_charge.io.grid_data import is_grid_system, read_grid_system
+
+    if is_grid_system(path):
+        frames = [(atoms, grid, dens) for atoms, grid, dens in read_grid_system(path)]
+        return _scored(dc, path, [(atoms, grid) for atoms, grid, _ in frames], [dens for *_, dens in frames], progress)
     type_map = (path / "type_map.raw").read_text().split() if (path / "type_map.raw").is_file() else None
     types = np.loadtxt(path / "type.raw", dtype=int, ndmin=1)
     if type_map is None:
@@ -66,7 +72,7 @@ def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
     sets = sorted(p for p in path.glob("set.*") if p.is_dir())
     if not sets:
         raise InputError(path, "has no set.* folders")
-    preds, refs, stds = [], [], []
+    cases, refs = [], []
     for set_dir in sets:
         name = label or next((n for n in ("density", "atom_ener") if (set_dir / f"{n}.npy").is_file()), None)
         if name is None or not (set_dir / f"{name}.npy").is_file():
@@ -83,14 +89,21 @@ def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
             groups.setdefault(key(f), []).append(f)
         for frames in groups.values():
             atoms = Atoms(symbols, positions=coords[frames[0]][real], cell=boxes[frames[0]], pbc=True)
-            pts = np.concatenate([coords[f][~real] for f in frames])
-            if _is_committee(dc):
-                mean, std = dc.predict_points(atoms, pts, progress=progress, return_std=True)
-                preds.append(mean)
-                stds.append(std)
-            else:
-                preds.append(dc.predict_points(atoms, pts, progress=progress))
+            cases.append((atoms, np.concatenate([coords[f][~real] for f in frames])))
             refs.append(np.concatenate([labels[f][~real] for f in frames]))
+    return _scored(dc, path, cases, refs, progress)
+
+
+def _scored(dc, path, cases, refs, progress=False) -> dict:
+    """Predict at the points of each (atoms, points) case and score against `refs`."""
+    preds, stds = [], []
+    for atoms, pts in cases:
+        if _is_committee(dc):
+            mean, std = dc.predict_points(atoms, pts, progress=progress, return_std=True)
+            preds.append(mean)
+            stds.append(std)
+        else:
+            preds.append(dc.predict_points(atoms, pts, progress=progress))
     pred, ref = np.concatenate(preds), np.concatenate(refs)
     out = {"name": str(path), "metrics": score(pred, ref), "ref": ref, "pred": pred}
     if stds:
