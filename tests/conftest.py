@@ -13,8 +13,9 @@ CORPUS = SHARED / "chgcar-corpus"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: fixtures that run `dp train` (once per session): tests using them are "slow"
-SLOW_FIXTURES = {"trained", "model"}
+#: fixtures that run `dp train` or pw.x (once per session or module): tests using them are "slow";
+#: tests that train or build the kernel themselves carry @pytest.mark.slow
+SLOW_FIXTURES = {"trained", "model", "qe"}
 
 
 def pytest_configure(config):

@@ -58,6 +58,7 @@ def test_least_squares_recovers_weights():
     assert abs(b - 0.3) < 1e-3
 
 
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_two_element_superposition_is_fitted_before_training(tmp_path):
     """A density that IS a superposition of two atomic densities is fitted at step 0.
 

@@ -50,6 +50,7 @@ def test_chgcar_to_grid_layout(grid_dir):
         assert d.min() >= CORE_RADIUS - 1e-9  # points this close to an atom in the cell
 
 
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_grid_layout_back_to_ghost_frames_and_training(grid_dir, tmp_path):
     out = run(CLI + ["convert", str(grid_dir), "-o", str(tmp_path / "data"), "--points-per-frame", "200", "--seed", "0"]).stdout
     assert "30 frames x 200 points" in out  # 2 frames x 3000 points -> 2 x 15 training frames

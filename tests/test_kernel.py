@@ -41,6 +41,7 @@ def _fake_compiler(folder, lines=2000):
     return script
 
 
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_the_kernel_builds_here(fresh_kernel):
     if not kernel._compiler():
         pytest.fail("no C++ compiler on this machine: install g++ (the fast prediction path needs it)")
@@ -67,6 +68,7 @@ def test_flags_from_the_environment(monkeypatch):
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or not shutil.which("g++"), reason="x86-64 with g++ only")
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_a_cpu_whose_native_flags_break_tensorflows_headers(tmp_path, monkeypatch):
     """A Xeon with AVX512-FP16 (Sapphire Rapids): -march=native fails in Eigen's PacketMathFP16.h.
     Its native flags are simulated by -march=sapphirerapids: the ladder must build with the next set.

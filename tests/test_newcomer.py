@@ -61,6 +61,7 @@ def test_convert_refuses_to_replace_data_unless_overwrite(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_several_compositions_hint_lists_every_element_and_trains(tmp_path):
     files = [str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), str(_sige(tmp_path))]
     out = run(CLI + ["convert", *files, "-o", str(tmp_path / "data"), "--points", "400", "--points-per-frame", "100", "--seed", "0"])

@@ -191,6 +191,7 @@ def test_divergence_warning_needs_a_sustained_rise(caplog):
     assert "start_lr" in caplog.text and "since step 300" in caplog.text
 
 
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_dp_train_warns_when_the_network_makes_the_model_worse(tmp_path):
     """A far too high learning rate on the shipped Si8 data: dp train names start_lr."""
     run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),

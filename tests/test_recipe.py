@@ -45,6 +45,7 @@ def test_input_from_the_data(data):
     assert all(a > b for a, b in zip(lr, lr[1:]))
 
 
+@pytest.mark.slow  # trains a model or builds the kernel
 def test_written_input_trains_as_is(data, tmp_path):
     si = tmp_path / "si"
     run(["dp-charge", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), "-o", str(si), "--points", "1000", "--seed", "0"])

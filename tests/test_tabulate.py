@@ -52,6 +52,7 @@ def test_tabulated_equals_plain_graph(trained, model):
 FULL = {"radial_neuron": [4, 8], "radial_basis": 6}
 
 
+@pytest.mark.slow  # trains a model per case
 @pytest.mark.parametrize(
     "precision, atol, radial, descriptor",
     [
