@@ -1,0 +1,110 @@
+"""Training throughput: grid points per second of `dp train`, ours against the paper's stock set-up.
+
+    python benchmarks/train_speed.py [--workdir /tmp/train_speed] [--points-per-frame 200 800 2000] [--steps 60]
+
+For each points-per-frame K, converts the shipped Si8 GPAW density (examples/silicon/dft/rattled_a)
+into frames of 8 atoms + K ghosts, then times `dp train` (DeePMD-kit's own "average training time
+... s/batch", first display block excluded, batch size 1) for:
+
+- ours: the input `dp-charge input` writes for that data (charge fitting with its defaults);
+- stock: the same descriptor and the same fitting widths trained the paper's way, DeePMD-kit's
+  energy fitting on `atom_ener` labels (the density at the ghosts, 0 at the atoms) with only the
+  atomic-energy term in the loss.
+
+Prints grid points per second (K / seconds per batch) for both, their ratio, and the cost per point
+relative to K = 200. The two runs of each K alternate, so machine load affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHGCAR = ROOT / "examples" / "silicon" / "dft" / "rattled_a" / "CHGCAR.gz"
+
+
+def stock_input(jdata: dict, data: Path) -> dict:
+    """The same model trained as the paper did: energy fitting, atom_ener labels only."""
+    stock = json.loads(json.dumps(jdata))
+    charge = stock["model"]["fitting_net"]
+    widths = charge.get("neuron", [240, 240, 240])
+    stock["model"]["fitting_net"] = {"type": "ener", "neuron": widths, "precision": charge.get("precision", "float64"), "seed": 1}
+    prefs = {f"{w}_pref_{k}": 0.0 for w in ("start", "limit") for k in ("e", "f", "v")}
+    stock["loss"] = {"type": "ener", **prefs, "start_pref_ae": 1.0, "limit_pref_ae": 1.0}
+    stock["training"]["training_data"]["systems"] = [str(data)]
+    return stock
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/train_speed"))
+    parser.add_argument("--points-per-frame", type=int, nargs="+", default=[200, 800, 2000])
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per run (default 60)")
+    parser.add_argument("--profile", type=int, metavar="K", help="only: op time of one training step of ours at K points per frame")
+    args = parser.parse_args()
+    from deepmd_charge import recipe
+
+    if args.profile:
+        return profile(args.workdir, args.profile)
+
+    rows = []
+    for k in args.points_per_frame:
+        data = args.workdir / f"data{k}"
+        subprocess.run(["dp-charge", "convert", str(CHGCAR), "-o", str(data), "--points-per-frame", str(k),
+                        "--frames", str(max(4, 20000 // k)), "--seed", "0", "--overwrite"], check=True, capture_output=True)
+        stock_data = args.workdir / f"stock{k}"
+        shutil.rmtree(stock_data, ignore_errors=True)
+        shutil.copytree(data, stock_data)
+        for d in stock_data.glob("set.*"):  # atom_ener = the density; energy = its sum (for the output statistics)
+            labels = np.load(d / "density.npy")
+            np.save(d / "atom_ener.npy", labels)
+            np.save(d / "energy.npy", labels.sum(axis=1))
+        ours = recipe.recommended_input([data], steps=args.steps)
+        ours["training"]["training_data"]["batch_size"] = 1
+        stock = stock_input(ours, stock_data)
+        t_ours = recipe.seconds_per_step(ours, steps=args.steps)
+        t_stock = recipe.seconds_per_step(stock, steps=args.steps)
+        rows.append((k, k / t_ours, k / t_stock))
+        print(f"K={k}: ours {t_ours:.4f} s/step, stock {t_stock:.4f} s/step", file=sys.stderr, flush=True)
+    base_ours, base_stock = rows[0][1], rows[0][2]  # points/s at the first K
+    print("\n| points per frame | ours: points/s | stock (energy fitting, atom_ener): points/s | ours / stock "
+          "| ours: cost per point vs the first K | stock: cost per point vs the first K |\n|---|---|---|---|---|---|")
+    for k, ours, stock in rows:
+        print(f"| {k} | {ours:,.0f} | {stock:,.0f} | {ours / stock:.2f} | {base_ours / ours:.2f} | {base_stock / stock:.2f} |")
+
+
+def profile(workdir: Path, k: int) -> None:
+    """DeePMD-kit's own step trace ("profiling": true) of our input at K points per frame, by op type."""
+    import collections
+
+    from deepmd_charge import recipe
+
+    data, work = workdir / f"data{k}", workdir / f"profile{k}"
+    if not data.is_dir():
+        subprocess.run(["dp-charge", "convert", str(CHGCAR), "-o", str(data), "--points-per-frame", str(k),
+                        "--frames", str(max(4, 20000 // k)), "--seed", "0"], check=True, capture_output=True)
+    work.mkdir(parents=True, exist_ok=True)
+    jdata = recipe.recommended_input([data.resolve()], steps=20)
+    jdata["training"]["training_data"]["batch_size"] = 1
+    jdata["training"].update(profiling=True, profiling_file="timeline.json", disp_freq=10, save_freq=0)
+    (work / "input.json").write_text(json.dumps(jdata))
+    subprocess.run(["dp", "--tf", "train", "input.json"], cwd=work, check=True, capture_output=True)
+    events = [e for e in json.loads((work / "timeline.json").read_text())["traceEvents"] if e.get("ph") == "X" and "args" in e]
+    by_op = collections.Counter()
+    for e in events:
+        by_op[e["args"].get("op", e["name"])] += e["dur"]
+    total = sum(by_op.values())
+    print(f"one training step, {k} points per frame: {total / 1e3:.0f} ms of op time")
+    for op, us in by_op.most_common(8):
+        print(f"  {op:20s} {us / 1e3:8.1f} ms {100 * us / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
