@@ -78,7 +78,7 @@ def make_models(work: Path) -> dict:
 
 def mean_neighbours(atoms, rcut: float, npoints: int = 20000) -> float:
     """Average number of atoms within rcut of a random point of the (periodic) cell."""
-    from deepmd_charge.convert import periodic_images
+    from deepmd_charge.grid import periodic_images
     from scipy.spatial import cKDTree
 
     pos, _ = periodic_images(atoms, rcut)

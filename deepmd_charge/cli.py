@@ -149,7 +149,7 @@ def cmd_convert(args) -> int:
     import dpdata
 
     from deepmd_charge.convert import check_output_folder, frames_from_volumetric, type_map_for, usable_grid, write_system
-    from deepmd_charge.io.dpdata import register_density
+    from deepmd_charge.dpdata_plugin import register_density
     from deepmd_charge.io.structure import read_volumetric
 
     register_density()

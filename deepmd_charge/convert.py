@@ -10,44 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
-from scipy.spatial import cKDTree
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import cartesian_points, sample_indices
+from deepmd_charge.grid import CORE_RADIUS, cartesian_points, near_nucleus_mask, periodic_images, sample_indices  # noqa: F401  (periodic_images: its old home)
 from deepmd_charge.io.chgcar import VolumetricData
 
-#: Grid points closer than this (Angstrom) to a nucleus are not used for training: the descriptor's
-#: 1/r diverges there (a point exactly on a nucleus gives NaN). Prediction evaluates such points on
-#: a sphere of this radius instead (see predict.py).
-CORE_RADIUS = 0.1
 LABEL = "density"
-
-
-def periodic_images(atoms: Atoms, margin: float):
-    """Positions and original indices of the atoms and all their images within `margin` of the cell."""
-    cell = atoms.cell[:]
-    # how many cells to repeat along each vector: the margin measured perpendicular to the faces
-    normals = np.linalg.inv(cell).T
-    reps = np.ceil(margin * np.linalg.norm(normals, axis=1)).astype(int)
-    shifts = np.array(
-        [(i, j, k) for i in range(-reps[0], reps[0] + 1) for j in range(-reps[1], reps[1] + 1) for k in range(-reps[2], reps[2] + 1)]
-    )
-    frac = atoms.get_scaled_positions(wrap=True)
-    all_frac = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-    index = np.tile(np.arange(len(atoms)), len(shifts))
-    lo, hi = -margin * np.linalg.norm(normals, axis=1), 1 + margin * np.linalg.norm(normals, axis=1)
-    keep = np.all((all_frac >= lo) & (all_frac < hi), axis=1)
-    return all_frac[keep] @ cell, index[keep]
-
-
-def near_nucleus_mask(atoms: Atoms, points: np.ndarray, radius: float) -> np.ndarray:
-    """True for points closer than `radius` to any atom (periodic images included)."""
-    if radius <= 0 or len(points) == 0:
-        return np.zeros(len(points), dtype=bool)
-    pos, _ = periodic_images(atoms, radius)
-    dist, _ = cKDTree(pos).query(points, k=1, distance_upper_bound=radius)
-    return dist < radius
 
 
 def frames_from_volumetric(

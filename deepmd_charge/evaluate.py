@@ -115,8 +115,7 @@ def near_nucleus_nmae(vol, pred, ref, radius: float = NEAR_NUCLEUS):
     """(NMAE within `radius` of any nucleus, NMAE elsewhere, fraction of points within)."""
     from scipy.spatial import cKDTree
 
-    from deepmd_charge.convert import periodic_images
-    from deepmd_charge.grid import cartesian_points
+    from deepmd_charge.grid import cartesian_points, periodic_images
 
     points = cartesian_points(vol.atoms.cell[:], vol.shape)
     images, _ = periodic_images(vol.atoms, radius)

@@ -25,9 +25,8 @@ import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
-from deepmd_charge.convert import CORE_RADIUS, periodic_images
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import check_shape, shape_from_spacing
+from deepmd_charge.grid import CORE_RADIUS, check_shape, periodic_images, shape_from_spacing
 
 DEFAULT_SPACING = 0.1
 BIN_LENGTH = 1.2  # Angstrom; smaller bins = fewer wasted candidates, more Python calls

@@ -7,9 +7,9 @@ from ase import Atoms
 from ase.build import bulk
 
 from conftest import EXAMPLE_DFT, run
-from deepmd_charge.convert import CORE_RADIUS, frames_from_volumetric, near_nucleus_mask, periodic_images
+from deepmd_charge.convert import frames_from_volumetric
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import cartesian_points, fractional_points, sample_indices, shape_from_spacing
+from deepmd_charge.grid import CORE_RADIUS, cartesian_points, fractional_points, near_nucleus_mask, periodic_images, sample_indices, shape_from_spacing
 from deepmd_charge.io.chgcar import VolumetricData, read_chgcar
 
 
