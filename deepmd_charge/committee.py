@@ -44,6 +44,17 @@ class Committee:
                 )
 
     # DeepCharge look-alike ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release every member's TensorFlow session."""
+        for m in self.members:
+            m.close()
+
+    def __enter__(self) -> "Committee":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __len__(self):
         return len(self.members)
 
