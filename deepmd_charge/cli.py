@@ -399,18 +399,15 @@ def _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons=None
     from deepmd_charge.io.cube import write_cube
     from deepmd_charge.io.stream import write_chgcar_slabs
 
-    volume = atoms.get_volume()
+    from deepmd_charge.grid import electrons as integral, electrons_from_sum
+    from deepmd_charge.predict import assemble_slabs
+
     title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
     if fmt == "chgcar" and electrons is None:
         sums = write_chgcar_slabs(args.output, atoms, shape, list(zip(streams, trailers)), title=title)
-        return [s / np.prod(shape) * volume for s in sums]
-    grids = []
-    for stream in streams:
-        rho = np.empty(shape)
-        for k0, k1, slab in stream:
-            rho[:, :, k0:k1] = slab
-        grids.append(rho)
-    integrals = [float(g.mean() * volume) for g in grids]
+        return [electrons_from_sum(s, int(np.prod(shape)), atoms.cell[:]) for s in sums]
+    grids = [assemble_slabs(stream, shape) for stream in streams]
+    integrals = [integral(g, atoms.cell[:]) for g in grids]
     if electrons is not None:
         grids[0] *= electrons / integrals[0]
     if fmt == "cube":

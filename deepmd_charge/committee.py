@@ -156,8 +156,10 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
     from deepmd_charge.io.cube import write_cube
     from deepmd_charge.io.stream import write_chgcar_slabs
 
+    from deepmd_charge.grid import electrons_from_sum
+    from deepmd_charge.predict import assemble_slabs
+
     shape = tuple(int(n) for n in shape)
-    volume = atoms.get_volume()
     stats = {"sum": 0.0, "dev_sum": 0.0, "dev_max": 0.0}
     tmpdir = tempfile.TemporaryDirectory(prefix=".dp-charge-std.", dir=Path(std_output).parent if std_output else None)
     try:
@@ -175,17 +177,15 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
         if fmt == "chgcar" and normalize is None:
             write_chgcar_slabs(output, atoms, shape, [(means(), trailer)], title=title)
         else:
-            rho = np.empty(shape)
-            for k0, k1, mean in means():
-                rho[:, :, k0:k1] = mean
+            rho = assemble_slabs(means(), shape)
             if normalize is not None:
-                rho *= normalize / (stats["sum"] / rho.size * volume)
+                rho *= normalize / electrons_from_sum(stats["sum"], rho.size, atoms.cell[:])
             if fmt == "cube":
                 write_cube(output, atoms, rho, comment=title)
             else:
                 write_chgcar(output, atoms, [rho], trailers=[trailer], title=title)
             del rho
-        electrons = stats["sum"] / np.prod(shape) * volume
+        electrons = electrons_from_sum(stats["sum"], int(np.prod(shape)), atoms.cell[:])
         factor = normalize / electrons if normalize is not None else 1.0
         if store is not None:
             std_title = f"{title} committee deviation (e/A^3)"

@@ -43,6 +43,22 @@ def near_nucleus_mask(atoms, points: np.ndarray, radius: float) -> np.ndarray:
     return dist < radius
 
 
+def electrons(rho, cell) -> float:
+    """Integral of `rho` (e/A^3 on a uniform periodic grid) over the cell: mean(rho) x volume,
+    the electron count for a total density (the moment in muB for a magnetisation)."""
+    return float(np.mean(rho) * cell_volume(cell))
+
+
+def electrons_from_sum(total: float, npoints: int, cell) -> float:
+    """The same integral from a running sum of rho over all `npoints` grid points (streamed slabs)."""
+    return float(total / npoints * cell_volume(cell))
+
+
+def cell_volume(cell) -> float:
+    """|det(cell)|, A^3."""
+    return float(abs(np.linalg.det(np.asarray(cell, dtype=np.float64).reshape(3, 3))))
+
+
 def fractional_points(shape, indices=None) -> np.ndarray:
     """Fractional coordinates (M, 3) of the grid points with flat C-order `indices` (all if None)."""
     shape = tuple(int(n) for n in shape)

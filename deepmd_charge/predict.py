@@ -130,10 +130,7 @@ class DeepCharge:
         Without `grid`, the grid has at most `spacing` (default 0.1 A) between points.
         """
         shape = self.grid_shape(atoms, grid, spacing)
-        rho = np.empty(shape)
-        for k0, k1, slab in self.iter_slabs(atoms, shape, progress=progress):
-            rho[:, :, k0:k1] = slab
-        return rho
+        return assemble_slabs(self.iter_slabs(atoms, shape, progress=progress), shape)
 
     def iter_slabs(self, atoms: Atoms, shape, slab_points: int = 2**20, progress: bool = False, slabs=None):
         """Yield (k0, k1, rho[:, :, k0:k1]) for runs of z-planes of the grid, in order.
@@ -318,6 +315,14 @@ def _to(vectors, matrix):
     threads spinning after the call, and they took 1.6 % of the CPU from prediction (perf, 10^6
     points, 2 cores)."""
     return np.einsum("ij,jk->ik", vectors, matrix)
+
+
+def assemble_slabs(slabs, shape) -> np.ndarray:
+    """The whole grid from (k0, k1, rho[:, :, k0:k1]) slabs (DeepCharge.iter_slabs and the like)."""
+    rho = np.empty(tuple(shape))
+    for k0, k1, slab in slabs:
+        rho[:, :, k0:k1] = slab
+    return rho
 
 
 def slab_bounds(shape, slab_points: int = 2**20) -> list:

@@ -28,6 +28,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from deepmd_charge.errors import InputError
+from deepmd_charge.grid import electrons
 from deepmd_charge.io.files import printable, read_text, write_text
 
 BLOCK_NAMES = {1: ["total"], 2: ["total", "magnetization"], 4: ["total", "mx", "my", "mz"]}
@@ -64,7 +65,7 @@ class VolumetricData:
 
     def electrons(self, block: int = 0) -> float:
         """Integral of the block over the cell: the electron count for block 0."""
-        return float(self.blocks[block].mean() * abs(np.linalg.det(self.atoms.cell[:])))
+        return electrons(self.blocks[block], self.atoms.cell[:])
 
 
 # ---- numbers in text ----------------------------------------------------------------------------
