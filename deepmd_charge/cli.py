@@ -395,9 +395,8 @@ def _cmd_predict_committee(args) -> int:
 
 def _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons=None) -> list:
     """Write the predicted grid(s); returns each block's integral (electrons, magnetisation)."""
-    from deepmd_charge.io.chgcar import write_chgcar
+    from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
     from deepmd_charge.io.cube import write_cube
-    from deepmd_charge.io.stream import write_chgcar_slabs
 
     from deepmd_charge.grid import electrons as integral, electrons_from_sum
     from deepmd_charge.predict import assemble_slabs

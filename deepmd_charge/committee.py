@@ -152,9 +152,8 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
     import tempfile
     from pathlib import Path
 
-    from deepmd_charge.io.chgcar import write_chgcar
+    from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
     from deepmd_charge.io.cube import write_cube
-    from deepmd_charge.io.stream import write_chgcar_slabs
 
     from deepmd_charge.grid import electrons_from_sum
     from deepmd_charge.predict import assemble_slabs
