@@ -534,7 +534,7 @@ def main(argv=None) -> int:
             import_backend()
         return {"convert": cmd_convert, "input": cmd_input, "predict": cmd_predict, "test": cmd_test, "select": cmd_select}[args.command](args)
     except InputError as exc:
-        print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dp-charge {args.command}: error: {_in_cli_words(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dp-charge: interrupted", file=sys.stderr)
@@ -542,6 +542,25 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+#: library errors name parameters ("grid shape") and give advice in Python terms; dp-charge names
+#: its options instead
+_OPTION_OF = {"grid shape": "--grid", "spacing": "--spacing", "points": "--points", "points per frame": "--points-per-frame",
+              "sampling": "--sampling"}
+_ADVICE = (
+    ("give the grid shape NX NY NZ to keep the point counts, or a spacing", "use --grid NX NY NZ to keep the point counts, or --spacing"),
+    ("replace it with overwrite=True, or choose another output folder", "add --overwrite to replace it, or choose another --output"),
+    ("choose another output folder", "choose another --output"),
+    ("choose another ghost name", "choose another --ghost name"),
+)
+
+
+def _in_cli_words(exc: InputError) -> str:
+    problem = exc.problem
+    for library, cli in _ADVICE:
+        problem = problem.replace(library, cli)
+    return f"{_OPTION_OF.get(exc.source, exc.source)}: {problem}"
 
 
 def console_main() -> None:

@@ -38,9 +38,9 @@ def frames_from_volumetric(
     atoms = vol.atoms
     rho = vol.block(channel)
     if ghost in atoms.get_chemical_symbols():
-        raise InputError(vol.source, f"the structure already has atoms named '{ghost}'; choose another --ghost name")
+        raise InputError(vol.source, f"the structure already has atoms named '{ghost}'; choose another ghost name")
     if points_per_frame <= 0:
-        raise InputError("--points-per-frame", f"must be positive, got {points_per_frame}")
+        raise InputError("points per frame", f"must be positive, got {points_per_frame}")
     cell = atoms.cell[:]
     all_points, usable = grid if grid is not None else usable_grid(vol, core_radius)
     max_frames = usable.size // points_per_frame
@@ -118,14 +118,14 @@ def check_output_folder(path, overwrite: bool = False) -> None:
     if not path.exists():
         return
     if not path.is_dir():
-        raise InputError(path, "exists and is a file; choose another --output")
+        raise InputError(path, "exists and is a file; choose another output folder")
     if not any(path.iterdir()):
         return
     if not converted_output(path):
-        raise InputError(path, "exists and is not a deepmd/npy system; choose another --output")
+        raise InputError(path, "exists and is not a deepmd/npy system; choose another output folder")
     if not overwrite:
         sets = len(list(path.glob("set.*"))) + len(list(path.glob("*/set.*")))
-        raise InputError(path, f"already holds training data ({sets} set(s)); add --overwrite to replace it, or choose another --output")
+        raise InputError(path, f"already holds training data ({sets} set(s)); replace it with overwrite=True, or choose another output folder")
 
 
 def type_map_for(systems: list) -> list:

@@ -88,7 +88,7 @@ def _fft_friendly(n: int) -> int:
 def shape_from_spacing(cell, spacing: float) -> tuple:
     """Grid shape with point spacing at most `spacing` Angstrom along every lattice vector."""
     if not np.isfinite(spacing) or spacing <= 0:
-        raise InputError("--spacing", f"must be a positive length in Angstrom, got {spacing}")
+        raise InputError("spacing", f"must be a positive length in Angstrom, got {spacing}")
     lengths = np.linalg.norm(np.asarray(cell).reshape(3, 3), axis=1)
     return tuple(_fft_friendly(max(1, int(np.ceil(length / spacing - 1e-9)))) for length in lengths)
 
@@ -98,14 +98,18 @@ def check_shape(shape) -> tuple:
     try:
         shape = tuple(int(n) for n in shape)
     except (TypeError, ValueError):
-        raise InputError("--grid", f"needs three whole numbers, got {shape}") from None
+        raise InputError("grid shape", f"needs three whole numbers, got {shape}") from None
     if len(shape) != 3 or min(shape) <= 0:
-        raise InputError("--grid", f"needs three positive whole numbers NX NY NZ, got {shape}")
+        raise InputError("grid shape", f"needs three positive whole numbers NX NY NZ, got {shape}")
     return shape
 
 
+#: check_same_cell's advice; dp-charge (cli.py) says it with its options
+KEEP_COUNTS_HINT = "give the grid shape NX NY NZ to keep the point counts, or a spacing"
+
+
 def check_same_cell(cell, like_cell, shape, source, tol: float = 1e-3) -> None:
-    """InputError unless the structure's `cell` is `like_cell` (the --like file's) within `tol` A.
+    """InputError unless the structure's `cell` is `like_cell` (the reference file's) within `tol` A.
 
     A grid copied from a file is meant for that file's cell: on another cell the same point counts
     give other spacings (and VASP could not restart from the result).
@@ -122,7 +126,7 @@ def check_same_cell(cell, like_cell, shape, source, tol: float = 1e-3) -> None:
         f"has another cell than the structure (a, b, c = {' '.join(f'{x:.4f}' for x in theirs)} A against "
         f"{' '.join(f'{x:.4f}' for x in ours)} A; vectors differ by up to {diff:.3g} A): its "
         f"{'x'.join(map(str, shape))} grid would have spacings {' '.join(f'{x:.3f}' for x in spacing)} A here; "
-        "use --grid NX NY NZ to keep the point counts, or --spacing",
+        + KEEP_COUNTS_HINT,
     )
 
 
@@ -135,10 +139,10 @@ def sample_indices(rho: np.ndarray, count: int, rng: np.random.Generator, strate
     """
     n = rho.size
     if count > n:
-        raise InputError("--points", f"asks for {count} points but the grid has only {n}")
+        raise InputError("points", f"asks for {count} points but the grid has only {n}")
     if strategy == "uniform":
         return rng.choice(n, size=count, replace=False)
     if strategy == "weighted":
         w = np.abs(rho.ravel()) + np.abs(rho).mean()
         return rng.choice(n, size=count, replace=False, p=w / w.sum())
-    raise InputError("--sampling", f"unknown strategy '{strategy}' (uniform or weighted)")
+    raise InputError("sampling", f"unknown strategy '{strategy}' (uniform or weighted)")
