@@ -99,9 +99,8 @@ def error_weighted_data(model: Path, train: Path, out: Path, points: int, thread
     import numpy as np
 
     from deepmd_charge import DeepCharge
-    from deepmd_charge.convert import frames_from_volumetric, usable_grid, write_system
+    from deepmd_charge.convert import frames_from_volumetric, register_density, usable_grid, write_system
     from deepmd_charge.io.chgcar import read_chgcar
-    from deepmd_charge.dpdata_plugin import register_density
 
     vol = read_chgcar(train)
     all_points, usable = usable_grid(vol)

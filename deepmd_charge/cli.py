@@ -146,46 +146,21 @@ def _setup_threads(threads):
 
 
 def cmd_convert(args) -> int:
-    import dpdata
+    from deepmd_charge.convert import convert_files
 
-    from deepmd_charge.convert import check_output_folder, frames_from_volumetric, type_map_for, usable_grid, write_system
-    from deepmd_charge.dpdata_plugin import register_density
-    from deepmd_charge.io.structure import read_volumetric
-
-    register_density()
-    out = Path(args.output)
-    check_output_folder(out, overwrite=args.overwrite)
-    vols = [read_volumetric(f, elements=args.elements) for f in args.files]
-    k = args.points_per_frame
-    if k <= 0:
-        raise InputError("--points-per-frame", f"must be positive, got {k}")
-    wanted = args.frames if args.frames is not None else max(1, args.points // k)
-    if wanted <= 0:
-        raise InputError("--frames", f"must be positive, got {wanted}")
-    # equal frames per file, so that each file is exactly one set of the system
-    grids = [usable_grid(v) for v in vols]  # once per file: sizing and sampling both need it
-    frames = min([wanted] + [usable.size // k for _, usable in grids])
-    if frames < wanted:
-        print(f"note: the smallest grid allows {frames} frames of {k} points per file (asked {wanted})")
-    systems = []
-    for i, (vol, grid) in enumerate(zip(vols, grids)):
-        seed = None if args.seed is None else args.seed + i
-        data = frames_from_volumetric(
-            vol, points_per_frame=k, frames=frames, sampling=args.sampling, seed=seed, ghost=args.ghost, channel=args.channel, grid=grid
-        )
-        systems.append(dpdata.System(data=data))
-        print(
-            f"{vol.source}: {vol.atoms.get_chemical_formula()}, grid {'x'.join(map(str, vol.shape))}, "
-            f"{vol.electrons():.4f} electrons, {args.channel} -> {frames} frames x {k} points"
-        )
-    from deepmd_charge.io.files import atomic_folder
-
-    with atomic_folder(out) as tmp:
-        written = write_system(systems, tmp, set_size=frames)
-    names = type_map_for(systems)  # every element of every file, the ghost last
-    for w in written:
-        print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
-    print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{out}"')
+    r = convert_files(
+        args.files, args.output, points_per_frame=args.points_per_frame, points=args.points, frames=args.frames, sampling=args.sampling,
+        seed=args.seed, ghost=args.ghost, channel=args.channel, elements=args.elements, overwrite=args.overwrite,
+    )
+    k = r.points_per_frame
+    if r.frames < r.wanted:
+        print(f"note: the smallest grid allows {r.frames} frames of {k} points per file (asked {r.wanted})")
+    for source, formula, shape, electrons in r.inputs:
+        print(f"{source}: {formula}, grid {'x'.join(map(str, shape))}, {electrons:.4f} electrons, {r.channel} -> {r.frames} frames x {k} points")
+    for w in r.written:
+        print(f"wrote {w}")
+    names = r.type_map
+    print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{r.output}"')
     return 0
 
 
@@ -299,7 +274,9 @@ def cmd_predict(args) -> int:
                 pass
         return 0
     start = time.perf_counter()
-    integrals = _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons)
+    from deepmd_charge.predict import write_prediction
+
+    integrals = write_prediction(args.output, atoms, shape, streams, fmt=fmt, trailers=trailers, normalize=electrons, model_name=args.model)
     count = integrals[0]
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(models)
@@ -391,29 +368,6 @@ def _cmd_predict_committee(args) -> int:
     print(f"committee deviation (std over {len(com)} models, e/A^3): mean {res['dev_mean']:.3e}, max {res['dev_max']:.3e}")
     print(f"wrote {args.output}" + (f" (committee mean) and {args.std} (deviation)" if args.std else " (committee mean)"))
     return 0
-
-
-def _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons=None) -> list:
-    """Write the predicted grid(s); returns each block's integral (electrons, magnetisation)."""
-    from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
-    from deepmd_charge.io.cube import write_cube
-
-    from deepmd_charge.grid import electrons as integral, electrons_from_sum
-    from deepmd_charge.predict import assemble_slabs
-
-    title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
-    if fmt == "chgcar" and electrons is None:
-        sums = write_chgcar_slabs(args.output, atoms, shape, list(zip(streams, trailers)), title=title)
-        return [electrons_from_sum(s, int(np.prod(shape)), atoms.cell[:]) for s in sums]
-    grids = [assemble_slabs(stream, shape) for stream in streams]
-    integrals = [integral(g, atoms.cell[:]) for g in grids]
-    if electrons is not None:
-        grids[0] *= electrons / integrals[0]
-    if fmt == "cube":
-        write_cube(args.output, atoms, grids[0], comment=f"deepmd-charge prediction, model {args.model}")
-    else:
-        write_chgcar(args.output, atoms, grids, trailers=trailers, title=title)
-    return integrals
 
 
 def _fmt_row(name, m):
@@ -547,7 +501,7 @@ def main(argv=None) -> int:
 #: library errors name parameters ("grid shape") and give advice in Python terms; dp-charge names
 #: its options instead
 _OPTION_OF = {"grid shape": "--grid", "spacing": "--spacing", "points": "--points", "points per frame": "--points-per-frame",
-              "sampling": "--sampling"}
+              "frames": "--frames", "sampling": "--sampling"}
 _ADVICE = (
     ("give the grid shape NX NY NZ to keep the point counts, or a spacing", "use --grid NX NY NZ to keep the point counts, or --spacing"),
     ("replace it with overwrite=True, or choose another output folder", "add --overwrite to replace it, or choose another --output"),

@@ -7,6 +7,7 @@ density at the ghosts and 0 at real atoms (never read by the loss).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,79 @@ from deepmd_charge.grid import CORE_RADIUS, cartesian_points, near_nucleus_mask,
 from deepmd_charge.io.chgcar import VolumetricData
 
 LABEL = "density"
+
+
+def register_density() -> None:
+    """Make dpdata carry the per-atom `density` label and write it as set.*/density.npy."""
+    import dpdata
+    from dpdata.data_type import Axis, DataType
+
+    dpdata.System.register_data_type(DataType(LABEL, np.ndarray, (Axis.NFRAMES, Axis.NATOMS), required=False))
+
+
+@dataclass
+class ConvertSummary:
+    """What convert_files did: per-file frames and points, the inputs, the folders written."""
+
+    output: Path
+    frames: int  # frames per input file (each file is one set)
+    wanted: int  # frames per file asked for (more than `frames` when a grid was too small)
+    points_per_frame: int
+    channel: str
+    inputs: list = field(default_factory=list)  # (source, formula, grid shape, electrons) per file
+    written: list = field(default_factory=list)  # the output folder, or one subfolder per composition
+    type_map: list = field(default_factory=list)  # every element of every file, the ghost last
+
+
+def convert_files(
+    inputs,
+    output,
+    points_per_frame: int = 200,
+    points: int = 100_000,
+    frames: int | None = None,
+    sampling: str = "uniform",
+    seed: int | None = None,
+    ghost: str = "X",
+    channel: str = "total",
+    elements=None,
+    overwrite: bool = False,
+) -> ConvertSummary:
+    """CHGCAR/cube files -> one deepmd/npy training system in the folder `output` (what
+    `dp-charge convert` does). Every file gives the same number of frames (`frames`, else
+    `points` / `points_per_frame`, capped by the smallest grid), so that each file is one set;
+    file i is sampled with seed + i. The folder appears only when complete; an existing one is
+    replaced only with `overwrite` and only if an earlier convert wrote it.
+    """
+    import dpdata
+
+    from deepmd_charge.io.files import atomic_folder
+    from deepmd_charge.io.structure import read_volumetric
+
+    register_density()
+    out = Path(output)
+    check_output_folder(out, overwrite=overwrite)
+    vols = [read_volumetric(f, elements=elements) for f in inputs]
+    k = points_per_frame
+    if k <= 0:
+        raise InputError("points per frame", f"must be positive, got {k}")
+    wanted = frames if frames is not None else max(1, points // k)
+    if wanted <= 0:
+        raise InputError("frames", f"must be positive, got {wanted}")
+    grids = [usable_grid(v) for v in vols]  # once per file: sizing and sampling both need it
+    count = min([wanted] + [usable.size // k for _, usable in grids])
+    summary = ConvertSummary(out, count, wanted, k, channel)
+    systems = []
+    for i, (vol, grid) in enumerate(zip(vols, grids)):
+        data = frames_from_volumetric(
+            vol, points_per_frame=k, frames=count, sampling=sampling, seed=None if seed is None else seed + i, ghost=ghost, channel=channel, grid=grid
+        )
+        systems.append(dpdata.System(data=data))
+        summary.inputs.append((vol.source, vol.atoms.get_chemical_formula(), vol.shape, vol.electrons()))
+    with atomic_folder(out) as tmp:
+        written = write_system(systems, tmp, set_size=count)
+    summary.written = [out / w.relative_to(tmp) if w != tmp else out for w in written]
+    summary.type_map = type_map_for(systems)
+    return summary
 
 
 def frames_from_volumetric(

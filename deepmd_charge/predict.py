@@ -29,7 +29,7 @@ from ase import Atoms
 from scipy.spatial import cKDTree
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import CORE_RADIUS, check_shape, periodic_images, shape_from_spacing
+from deepmd_charge.grid import CORE_RADIUS, check_shape, electrons, electrons_from_sum, periodic_images, shape_from_spacing
 
 DEFAULT_SPACING = 0.1
 BIN_LENGTH = 1.2  # Angstrom; smaller bins = fewer wasted candidates, more Python calls
@@ -323,6 +323,35 @@ def assemble_slabs(slabs, shape) -> np.ndarray:
     for k0, k1, slab in slabs:
         rho[:, :, k0:k1] = slab
     return rho
+
+
+def write_prediction(output, atoms: Atoms, shape, streams, fmt: str = "chgcar", trailers=None, normalize: float | None = None,
+                     model_name: str = "") -> list:
+    """Write predicted slabs to a CHGCAR (or a cube file); returns each block's integral before
+    any scaling (electrons, then the moment in muB for a magnetisation block).
+
+    `streams` holds one iterable of (k0, k1, rho[:, :, k0:k1]) per block (DeepCharge.iter_slabs;
+    a second one is a magnetisation), `trailers` the text after each CHGCAR block. A CHGCAR is
+    streamed slab by slab; with `normalize` (electrons) the total is scaled to that count, which
+    needs the whole grid first, as does a cube file (one block).
+    """
+    from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
+    from deepmd_charge.io.cube import write_cube
+
+    trailers = list(trailers) if trailers is not None else [""] * len(streams)
+    title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
+    if fmt == "chgcar" and normalize is None:
+        sums = write_chgcar_slabs(output, atoms, shape, list(zip(streams, trailers)), title=title)
+        return [electrons_from_sum(s, int(np.prod(shape)), atoms.cell[:]) for s in sums]
+    grids = [assemble_slabs(stream, shape) for stream in streams]
+    integrals = [electrons(g, atoms.cell[:]) for g in grids]
+    if normalize is not None:
+        grids[0] *= normalize / integrals[0]
+    if fmt == "cube":
+        write_cube(output, atoms, grids[0], comment=f"deepmd-charge prediction, model {model_name}")
+    else:
+        write_chgcar(output, atoms, grids, trailers=trailers, title=title)
+    return integrals
 
 
 def slab_bounds(shape, slab_points: int = 2**20) -> list:
