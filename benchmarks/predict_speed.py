@@ -28,12 +28,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 DFT = ROOT / "examples" / "silicon" / "dft"
@@ -47,13 +48,6 @@ MODEL_INPUT = {
     "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-4, "smooth": True},
     "training": {"training_data": {"systems": "data"}, "numb_steps": 100, "disp_freq": 100, "save_freq": 100},
 }
-
-
-def sh(cmd, cwd=None, env=None):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def make_models(work: Path) -> dict:

@@ -267,7 +267,9 @@ def cmd_predict(args) -> int:
     if comm:
         streams = [slabs_in_order(m, atoms, shape, comm, progress, args.slab_points) for m in models]
     else:
-        streams = [m.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=progress) for m in models]
+        from deepmd_charge.predict import SLAB_POINTS
+
+        streams = [m.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=progress) for m in models]
     if rank != 0:
         for stream in streams:  # compute and send this rank's share, block after block
             for _ in stream:
@@ -354,7 +356,9 @@ def _cmd_predict_committee(args) -> int:
             trailer = like.trailers[0] if like.trailers else ""
     shape = com.grid_shape(atoms, shape, args.spacing)
     start = time.perf_counter()
-    slabs = com.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=not args.quiet, with_std=True)
+    from deepmd_charge.predict import SLAB_POINTS
+
+    slabs = com.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=not args.quiet, with_std=True)
     res = write_committee_prediction(
         args.output, atoms, shape, slabs, fmt=fmt, std_output=args.std, std_fmt="cube" if args.std and is_cube(args.std) else "chgcar",
         trailer=trailer, title=f"{atoms.get_chemical_formula()} deepmd-charge committee mean of {len(com)} models", normalize=args.normalize,

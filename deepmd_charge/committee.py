@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepmd_charge.errors import InputError
+from deepmd_charge.predict import SLAB_POINTS
 
 
 class Committee:
@@ -85,7 +86,7 @@ class Committee:
         return self.members[0].check_structure(atoms, source)
 
     # predictions --------------------------------------------------------------------------------
-    def iter_slabs(self, atoms, shape, slab_points: int = 2**20, progress: bool = False, slabs=None, with_std: bool = False):
+    def iter_slabs(self, atoms, shape, slab_points: int = SLAB_POINTS, progress: bool = False, slabs=None, with_std: bool = False):
         """Yield (k0, k1, mean) or, with `with_std`, (k0, k1, mean, std) for runs of z-planes.
 
         Each member computes the same slab in turn: memory holds one slab per member, never a grid.
@@ -191,7 +192,7 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
             if std_fmt == "cube":
                 write_cube(std_output, atoms, np.asarray(store) * factor, comment=std_title)
             else:
-                step = max(1, 2**20 // (shape[0] * shape[1]))
+                step = max(1, SLAB_POINTS // (shape[0] * shape[1]))
                 blocks = ((k, min(k + step, shape[2]), np.asarray(store[:, :, k : k + step]) * factor) for k in range(0, shape[2], step))
                 write_chgcar_slabs(std_output, atoms, shape, [(blocks, "")], title=std_title)
             del store

@@ -36,6 +36,8 @@ BIN_LENGTH = 1.2  # Angstrom; smaller bins = fewer wasted candidates, more Pytho
 # Coarse grids get larger bins: with a few points per bin the per-bin Python work dominated
 # (Si10648, 100^3 grid, 8 points per 1.2 A bin: 82k points/s against 132k for Si64; section 3)
 MIN_POINTS_PER_BIN = 64
+#: grid points computed (and written) at a time by iter_slabs: the memory a prediction holds
+SLAB_POINTS = 2**20
 CHUNK_POINTS = 8192  # points per TensorFlow call (in flight at once), plain graph
 # The tabulated graph holds ~10 KB per point instead of the plain graph's per-slot embeddings:
 # twice the points per call saved 7 % of the time (Si64, 100^3 grid, float32 and float64)
@@ -132,7 +134,7 @@ class DeepCharge:
         shape = self.grid_shape(atoms, grid, spacing)
         return assemble_slabs(self.iter_slabs(atoms, shape, progress=progress), shape)
 
-    def iter_slabs(self, atoms: Atoms, shape, slab_points: int = 2**20, progress: bool = False, slabs=None):
+    def iter_slabs(self, atoms: Atoms, shape, slab_points: int = SLAB_POINTS, progress: bool = False, slabs=None):
         """Yield (k0, k1, rho[:, :, k0:k1]) for runs of z-planes of the grid, in order.
 
         A CHGCAR stores x fastest, so consecutive z-planes are consecutive stretches of the
@@ -354,7 +356,7 @@ def write_prediction(output, atoms: Atoms, shape, streams, fmt: str = "chgcar", 
     return integrals
 
 
-def slab_bounds(shape, slab_points: int = 2**20) -> list:
+def slab_bounds(shape, slab_points: int = SLAB_POINTS) -> list:
     """(k0, k1) runs of z-planes holding about `slab_points` grid points each."""
     planes = max(1, slab_points // (shape[0] * shape[1]))
     return [(k, min(k + planes, shape[2])) for k in range(0, shape[2], planes)]

@@ -9,13 +9,11 @@ sel: this takes well under a second per set.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
-log = logging.getLogger("deepmd.charge")
+from deepmd_charge.tf import log
 
 FRAMES_PER_SET = 16
 
