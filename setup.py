@@ -30,7 +30,7 @@ setup(
         # loaded whenever `dp` starts (deepmd.backend is imported by every command): makes
         # `dp doc-train-input` list the charge fitting and loss arguments; light, no TensorFlow
         "deepmd.backend": ["charge = deepmd_charge.argcheck"],
-        "dpdata.plugins": ["deepmd_charge = deepmd_charge.io.dpdata"],
+        "dpdata.plugins": ["deepmd_charge = deepmd_charge.dpdata_plugin"],
         "console_scripts": ["dp-charge = deepmd_charge.cli:console_main"],
     },
 )

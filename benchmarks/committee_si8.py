@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "examples" / "silicon" / "dft"
@@ -47,13 +48,6 @@ def member_input(seed: int, steps: int, radial_basis, systems="data", rcut: floa
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
         "training": {"training_data": {"systems": systems}, "numb_steps": steps, "disp_freq": 500, "save_freq": steps, "seed": seed},
     }
-
-
-def sh(cmd, cwd):
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def train_member(work: Path, chgcars, seed: int, steps: int, radial_basis, points: int, rcut: float = 4.0) -> tuple:

@@ -34,18 +34,19 @@ def main():
     if not dc.tabulated:
         raise SystemExit(f"the model does not run through the kernel: {dc.why_not_tabulated}")
     dc.concurrent_calls = 1
-    op = next(o for o in dc.graph.get_operations() if o.type == "ChargeDescriptor")
-    plain_run, got = dc.sess.run, []
+    s = dc.session  # tf/session.py: run() calls s.tf_session.run(s.output, feed_dict=...) per batch
+    op = next(o for o in s.graph.get_operations() if o.type == "ChargeDescriptor")
+    plain_run, got = s.tf_session.run, []
 
     def capture(fetch, feed_dict):
-        if not got and feed_dict[dc._t_mesh][0] > 10000:
+        if not got and feed_dict[s.inputs["t_mesh"]][0] > 10000:
             got.extend(plain_run(list(op.inputs), feed_dict=feed_dict))
         return plain_run(fetch, feed_dict=feed_dict)
 
-    dc.sess.run = capture
+    s.tf_session.run = capture
     dc.predict(atoms, grid=(64, 64, 64))
     kernel = load_kernel()  # the library already loaded: its op wrapper
-    with dc.graph.as_default():
+    with s.graph.as_default():
         init = [tf.placeholder(a.dtype, a.shape) for a in got[:3]]
         held = [tf.Variable(p, trainable=False) for p in init]
         clone = kernel.charge_descriptor(*held, *[tf.constant(a) for a in got[3:]], sel=op.get_attr("sel"), axis=op.get_attr("axis"))

@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import sh
 
 #: the paper's MAE (e/A^3) for the nearest system it reports
 PAPER = {
@@ -69,13 +70,6 @@ def model_input(type_map, steps, type_embedding=False, lr_staircase=False, start
         inp["model"]["type_embedding"] = {"neuron": [8], "seed": 1}
         inp["model"]["fitting_net"].update(radial_basis=0, radial_neuron=[])
     return inp
-
-
-def sh(cmd, cwd, both=False):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout + proc.stderr if both else proc.stdout
 
 
 def prior_and_final(work: Path) -> tuple:

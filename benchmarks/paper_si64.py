@@ -18,10 +18,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "si64-vasp-paper"
@@ -50,13 +51,6 @@ def link_system(src: Path, sets, dst: Path) -> None:
             (dst / s).symlink_to(src / s)
 
 
-def sh(cmd, cwd):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout + proc.stderr
-
-
 def train(work: Path, steps: int) -> float:
     inp = json.loads(json.dumps(INPUT))
     inp["training"]["numb_steps"] = steps
@@ -66,7 +60,7 @@ def train(work: Path, steps: int) -> float:
     for f in work.glob("model.ckpt*"):
         f.unlink()
     start = time.perf_counter()
-    log = sh(["dp", "--tf", "train", "input.json"], work)
+    log = sh(["dp", "--tf", "train", "input.json"], work, both=True, tail=3000)
     seconds = time.perf_counter() - start
     fit = [line.split("charge fitting: ")[1] for line in log.splitlines() if "radial superposition" in line]
     if fit and steps > 1000:  # not for the timing probes

@@ -28,12 +28,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 DFT = ROOT / "examples" / "silicon" / "dft"
@@ -47,13 +48,6 @@ MODEL_INPUT = {
     "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-4, "smooth": True},
     "training": {"training_data": {"systems": "data"}, "numb_steps": 100, "disp_freq": 100, "save_freq": 100},
 }
-
-
-def sh(cmd, cwd=None, env=None):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def make_models(work: Path) -> dict:
@@ -78,7 +72,7 @@ def make_models(work: Path) -> dict:
 
 def mean_neighbours(atoms, rcut: float, npoints: int = 20000) -> float:
     """Average number of atoms within rcut of a random point of the (periodic) cell."""
-    from deepmd_charge.convert import periodic_images
+    from deepmd_charge.grid import periodic_images
     from scipy.spatial import cKDTree
 
     pos, _ = periodic_images(atoms, rcut)
@@ -182,11 +176,12 @@ def env_op_ceiling(model: Path, atoms, threads: int, repeats: int = 3) -> float:
     from deepmd_charge import DeepCharge
 
     dc = DeepCharge(model, threads=threads)
-    with dc.graph.as_default():
-        nnei4 = 4 * int(sum(dc.sess.run(dc.graph.get_tensor_by_name("descrpt_attr/sel:0"))))
-        dc._o_rho = tf.reshape(dc.graph.get_tensor_by_name("o_rmat:0"), [-1, nnei4])[:, 0]  # one value per point
+    s = dc.session  # tf/session.py: `output` is the tensor each batch call fetches
+    with s.graph.as_default():
+        nnei4 = 4 * int(sum(s.value("descrpt_attr/sel")))
+        s.output = tf.reshape(s.graph.get_tensor_by_name("o_rmat:0"), [-1, nnei4])[:, 0]  # one value per point
     best, _ = best_rate(dc, atoms, 100, repeats)
-    dc.sess.close()
+    dc.close()
     return best
 
 
@@ -198,10 +193,10 @@ def first_layer_rate(model: Path, threads: int, points: int = 16384, repeats: in
     from deepmd_charge import DeepCharge
 
     dc = DeepCharge(model, threads=threads, tabulate=False)
-    names = [n.name for n in dc.graph.as_graph_def().node if n.name.startswith("layer_0_type_") and n.name.endswith("/matrix")]
-    w = dc.sess.run(dc.graph.get_tensor_by_name(names[0] + ":0"))
-    b = dc.sess.run(dc.graph.get_tensor_by_name(names[0].replace("/matrix", "/bias") + ":0"))
-    dc.sess.close()
+    names = [n.name for n in dc.session.graph.as_graph_def().node if n.name.startswith("layer_0_type_") and n.name.endswith("/matrix")]
+    w = dc.session.value(names[0])
+    b = dc.session.value(names[0].replace("/matrix", "/bias"))
+    dc.close()
     graph = tf.Graph()
     with graph.as_default():
         x = tf.placeholder(w.dtype, [None, w.shape[0]])
@@ -238,7 +233,7 @@ def graph_ab(model: Path, atoms, threads: int, workdir: Path, repeats: int = 2) 
         best, rho = best_rate(dc, atoms, 64, repeats)
         ref = rho if ref is None else ref
         rows.append((name, path.stat().st_size / 1e6, best, float(np.abs(rho - ref).max())))
-        dc.sess.close()
+        dc.close()
     return rows
 
 
@@ -255,7 +250,7 @@ def concurrency_ab(models: dict, atoms, threads: int, repeats: int = 3) -> list:
         for calls in (1, 2):
             dc.concurrent_calls = calls
             rows.append((prec, calls, best_rate(dc, atoms, 100, repeats)[0]))
-        dc.sess.close()
+        dc.close()
     return rows
 
 
@@ -299,7 +294,7 @@ def main():
             # the same harness as the environment op's rate: one process, best of 3 calls on 100^3
             dc = DeepCharge(model, threads=args.threads)
             ours = best_rate(dc, si64, 100, 3)[0]
-            dc.sess.close()
+            dc.close()
             cli = predict_case(model, path, (100, 100, 100), args.threads, args.workdir / "out")["points_per_s"]
             top = 1.0 / (1.0 / env + 1.0 / layer)
             print(f"| {prec} | {env:,.0f} | {layer:,.0f} | {top:,.0f} | {ours:,.0f} | {100 * ours / top:.0f}% | {cli:,.0f} | {100 * cli / top:.0f}% |")

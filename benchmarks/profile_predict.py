@@ -32,7 +32,7 @@ def main():
     dc = DeepCharge(args.model, threads=2, tabulate=not args.plain_graph)
     dc.concurrent_calls = 1  # TensorFlow traces one Session.run at a time
     dc.predict(atoms, grid=(16, 16, 16))
-    plain_run, per_op = dc.sess.run, collections.Counter()
+    plain_run, per_op = dc.session.tf_session.run, collections.Counter()  # tf/session.py calls tf_session.run per batch
 
     def traced(fetch, feed_dict):
         meta = tf.RunMetadata()
@@ -42,7 +42,7 @@ def main():
                 per_op[ns.node_name] += ns.op_end_rel_micros - ns.op_start_rel_micros
         return out
 
-    dc.sess.run = traced
+    dc.session.tf_session.run = traced
     dc.predict(atoms, grid=(args.grid,) * 3)
     total = sum(per_op.values())
     scopes = collections.Counter()

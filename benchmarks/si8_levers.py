@@ -20,13 +20,13 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sh  # noqa: E402
 from si8_one_structure import ROOT, USER_INPUT  # noqa: E402
 
 
@@ -99,9 +99,8 @@ def error_weighted_data(model: Path, train: Path, out: Path, points: int, thread
     import numpy as np
 
     from deepmd_charge import DeepCharge
-    from deepmd_charge.convert import frames_from_volumetric, usable_grid, write_system
+    from deepmd_charge.convert import frames_from_volumetric, register_density, usable_grid, write_system
     from deepmd_charge.io.chgcar import read_chgcar
-    from deepmd_charge.io.dpdata import register_density
 
     vol = read_chgcar(train)
     all_points, usable = usable_grid(vol)
@@ -119,27 +118,25 @@ def run(name, inp, sampling, convert, train, tests, work: Path, threads: int):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), DP_INTRA_OP_PARALLELISM_THREADS=str(threads),
                DP_INTER_OP_PARALLELISM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
 
-    def sh(cmd, cwd=work):
-        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-        if p.returncode:
-            raise RuntimeError(f"{name}: {' '.join(cmd)} failed\n{p.stderr[-2000:]}")
+    def run_in(cmd, cwd=work):
+        return sh(cmd, cwd, env=env, label=name)
 
     def train_and_test(folder: Path):
         (folder / "input.json").write_text(json.dumps(inp, indent=2))
         t = time.perf_counter()
-        sh(["dp", "--tf", "train", "input.json"], folder)
+        run_in(["dp", "--tf", "train", "input.json"], folder)
         seconds = time.perf_counter() - t
-        sh(["dp", "--tf", "freeze", "-o", "model.pb"], folder)
-        sh(["dp-charge", "test", "model.pb", *map(str, tests), "--json", "metrics.json", "--quiet", "--threads", str(threads)], folder)
+        run_in(["dp", "--tf", "freeze", "-o", "model.pb"], folder)
+        run_in(["dp-charge", "test", "model.pb", *map(str, tests), "--json", "metrics.json", "--quiet", "--threads", str(threads)], folder)
         return json.loads((folder / "metrics.json").read_text()), seconds
 
     if sampling != "error":
-        sh(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", "--sampling", sampling, *convert])
+        run_in(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", "--sampling", sampling, *convert])
         return [(name, *train_and_test(work))]
     # error-weighted: model 1 on uniform points, model 2 from scratch on points where model 1 errs
     first = work / "model1"
     first.mkdir(exist_ok=True)
-    sh(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", *convert], first)
+    run_in(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", *convert], first)
     m1, s1 = train_and_test(first)
     points = int(convert[convert.index("--points") + 1]) if "--points" in convert else 100_000
     error_weighted_data(first / "model.pb", train, work / "data", points, threads)

@@ -30,11 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,13 +54,6 @@ USER_INPUT = {
 VARIANTS = {"default": {}, "basis0": {"radial_basis": 0}, "frozen": {"basis_trainable": False}}
 
 
-def sh(cmd, cwd, env=None):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout + proc.stderr
-
-
 def run_case(name, train, tests, workdir, steps, input_json, seed=None, variant="default", threads=None):
     work = workdir / "_".join([name, train.parent.name, variant] + ([] if seed is None else [f"seed{seed}"]))
     work.mkdir(parents=True, exist_ok=True)
@@ -76,7 +70,7 @@ def run_case(name, train, tests, workdir, steps, input_json, seed=None, variant=
         inp["model"]["fitting_net"]["seed"] = seed
     (work / "input.json").write_text(json.dumps(inp, indent=2))
     start = time.perf_counter()
-    log = sh(["dp", "--tf", "train", "input.json"], work, env)
+    log = sh(["dp", "--tf", "train", "input.json"], work, env, both=True)
     train_s = time.perf_counter() - start
     (work / "train.log").write_text(log)
     sh(["dp", "--tf", "freeze", "-o", "model.pb"], work, env)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 DFT = ROOT / "examples" / "iron" / "dft"
@@ -32,13 +33,6 @@ def model_input(steps):
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
         "training": {"training_data": {"systems": "data"}, "numb_steps": steps, "disp_freq": 500, "save_freq": steps, "seed": 1},
     }
-
-
-def sh(cmd, cwd):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def main():

@@ -3,6 +3,14 @@
 from dargs import Argument
 from deepmd.utils.argcheck import fitting_args_plugin, loss_args_plugin
 
+#: the charge fitting's defaults, here (no TensorFlow) for `dp doc-train-input` and tf/fitting.py alike
+FITTING_NEURON = [240, 240, 240]
+#: radial-sum embedding sizes unless fitting_net/radial_neuron says otherwise (se_e2_a only):
+#: on the Si8 example (3000 steps, lr 1e-3) NMAE 6.9% -> 4.2%, see docs/benchmarks.md
+RADIAL_NEURON = [16, 32]
+#: Gaussians per element in the radial basis sums (deepmd_charge/tf/basis.py); 0 turns them off
+RADIAL_BASIS = 16
+
 doc_charge_fitting = (
     "Charge-density fitting of deepmd-charge (TensorFlow backend). Grid points are atoms of a ghost "
     "type, the last entry of model/type_map (e.g. [\"Si\", \"X\"]); its descriptor sel must be 0. "
@@ -19,14 +27,14 @@ doc_radial = (
     "se_e2_a only: sizes of a small embedding net g whose radial sums (1/N) sum_j s(r_j) g(s(r_j)) "
     "over the grid point's neighbours are fed to the fitting net next to the descriptor, and through "
     "a linear layer straight to the output (a learned superposition of atomic densities). "
-    "Default: [16, 32] with se_e2_a, off with other descriptors; [] turns it off."
+    f"Default: {RADIAL_NEURON} with se_e2_a, off with other descriptors; [] turns it off."
 )
 doc_basis = (
     "se_e2_a only: number K of Gaussian radial functions per element (spread over [0, rcut], cosine "
     "cutoff) whose sums over a grid point's neighbours give a superposition of learned atomic "
     "densities. Its weights start at the least-squares fit to the training labels, made before "
     "training; the fitting net gets the sums as extra inputs and learns only the remainder. "
-    "Default: 16 with se_e2_a, 0 (off) otherwise."
+    f"Default: {RADIAL_BASIS} with se_e2_a, 0 (off) otherwise."
 )
 doc_basis_trainable = (
     "Whether the radial basis weights are trained with the network (true) or stay at the fit made "
@@ -52,7 +60,7 @@ doc_label = (
 @fitting_args_plugin.register("charge", doc=doc_charge_fitting)
 def fitting_charge() -> list:
     return [
-        Argument("neuron", list[int], optional=True, default=[240, 240, 240], alias=["n_neuron"], doc=doc_neuron),
+        Argument("neuron", list[int], optional=True, default=list(FITTING_NEURON), alias=["n_neuron"], doc=doc_neuron),
         Argument("activation_function", str, optional=True, default="tanh", doc=doc_activation),
         Argument("resnet_dt", bool, optional=True, default=True, doc=doc_resnet_dt),
         Argument("precision", str, optional=True, default="default", doc=doc_precision),

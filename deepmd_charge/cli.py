@@ -149,89 +149,43 @@ def _setup_threads(threads):
 
 
 def cmd_convert(args) -> int:
-    import dpdata
+    from deepmd_charge.convert import convert_files
 
-    from deepmd_charge.convert import check_output_folder, frames_from_volumetric, type_map_for, usable_grid, write_system
-    from deepmd_charge.io.dpdata import register_density
-    from deepmd_charge.io.structure import read_volumetric
-
-    register_density()
-    out = Path(args.output)
-    check_output_folder(out, overwrite=args.overwrite)
     if args.format == "grid" or any(Path(f).is_dir() for f in args.files):
-        return _convert_grid_layout(args, out)
-    vols = [read_volumetric(f, elements=args.elements) for f in args.files]
-    k = args.points_per_frame
-    if k <= 0:
-        raise InputError("--points-per-frame", f"must be positive, got {k}")
-    wanted = args.frames if args.frames is not None else max(1, args.points // k)
-    if wanted <= 0:
-        raise InputError("--frames", f"must be positive, got {wanted}")
-    # equal frames per file, so that each file is exactly one set of the system
-    grids = [usable_grid(v) for v in vols]  # once per file: sizing and sampling both need it
-    frames = min([wanted] + [usable.size // k for _, usable in grids])
-    if frames < wanted:
-        print(f"note: the smallest grid allows {frames} frames of {k} points per file (asked {wanted})")
-    systems = []
-    for i, (vol, grid) in enumerate(zip(vols, grids)):
-        seed = None if args.seed is None else args.seed + i
-        data = frames_from_volumetric(
-            vol, points_per_frame=k, frames=frames, sampling=args.sampling, seed=seed, ghost=args.ghost, channel=args.channel, grid=grid
-        )
-        systems.append(dpdata.System(data=data))
-        print(
-            f"{vol.source}: {vol.atoms.get_chemical_formula()}, grid {'x'.join(map(str, vol.shape))}, "
-            f"{vol.electrons():.4f} electrons, {args.channel} -> {frames} frames x {k} points"
-        )
-    from deepmd_charge.io.files import atomic_folder
-
-    with atomic_folder(out) as tmp:
-        written = write_system(systems, tmp, set_size=frames)
-    names = type_map_for(systems)  # every element of every file, the ghost last
-    for w in written:
-        print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
-    print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{out}"')
+        return _convert_grid_layout(args)
+    r = convert_files(
+        args.files, args.output, points_per_frame=args.points_per_frame, points=args.points, frames=args.frames, sampling=args.sampling,
+        seed=args.seed, ghost=args.ghost, channel=args.channel, elements=args.elements, overwrite=args.overwrite,
+    )
+    k = r.points_per_frame
+    if r.frames < r.wanted:
+        print(f"note: the smallest grid allows {r.frames} frames of {k} points per file (asked {r.wanted})")
+    for source, formula, shape, electrons in r.inputs:
+        print(f"{source}: {formula}, grid {'x'.join(map(str, shape))}, {electrons:.4f} electrons, {r.channel} -> {r.frames} frames x {k} points")
+    for w in r.written:
+        print(f"wrote {w}")
+    names = r.type_map
+    print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{r.output}"')
     return 0
 
 
-def _convert_grid_layout(args, out: Path) -> int:
+def _convert_grid_layout(args) -> int:
     """convert --format grid (grid files -> DeePMD-kit's grid layout), or grid-layout folders ->
     ghost-point frames."""
-    import dpdata
+    from deepmd_charge.convert import files_to_grid_layout, grid_layout_to_frames
 
-    from deepmd_charge.convert import usable_grid, write_system
-    from deepmd_charge.io import grid_data
-    from deepmd_charge.io.files import atomic_folder
-    from deepmd_charge.io.structure import read_volumetric
-
-    folders = [f for f in args.files if Path(f).is_dir()]
-    if args.format == "grid" and folders:
-        raise InputError(folders[0], "is a folder; --format grid converts CHGCAR/cube files")
-    if folders and len(folders) < len(args.files):
-        raise InputError(next(f for f in args.files if not Path(f).is_dir()), "convert grid files and grid-layout folders separately")
     if args.format == "grid":
-        vols = [read_volumetric(f, elements=args.elements) for f in args.files]
-        grids = [usable_grid(v) for v in vols]
-        wanted = args.frames * args.points_per_frame if args.frames is not None else args.points
-        if wanted <= 0:
-            raise InputError("--points", f"must be positive, got {wanted}")
-        count = min([wanted] + [usable.size for _, usable in grids])
-        frames = [grid_data.grid_frame(v, count, args.sampling, None if args.seed is None else args.seed + i, args.channel, grid=g)
-                  for i, (v, g) in enumerate(zip(vols, grids))]
-        with atomic_folder(out) as tmp:
-            written = grid_data.write_grid_systems(frames, tmp, ghost=args.ghost)
-        for v in vols:
-            print(f"{v.source}: {v.atoms.get_chemical_formula()}, grid {'x'.join(map(str, v.shape))} -> {count} points ({args.channel})")
+        r = files_to_grid_layout(
+            args.files, args.output, points=args.frames * args.points_per_frame if args.frames is not None else args.points,
+            sampling=args.sampling, seed=args.seed, channel=args.channel, elements=args.elements, ghost=args.ghost, overwrite=args.overwrite,
+        )
+        for source, formula, shape in r["inputs"]:
+            print(f"{source}: {formula}, grid {'x'.join(map(str, shape))} -> {r['points']} points ({args.channel})")
     else:
-        for f in folders:
-            if not grid_data.is_grid_system(f):
-                raise InputError(f, f"is a folder but not in the grid layout (type.raw and set.*/{grid_data.GRID})")
-        systems = [dpdata.System(data=d) for f in folders for d in grid_data.ghost_frames_from_grid(f, args.points_per_frame, seed=args.seed)]
-        with atomic_folder(out) as tmp:
-            written = write_system(systems, tmp, set_size=max(s.get_nframes() for s in systems))
-        print(f"{len(folders)} grid-layout folder(s) -> {sum(s.get_nframes() for s in systems)} frames x {args.points_per_frame} points")
-    for w in written:
-        print(f"wrote {out / w.relative_to(tmp)}" if w != tmp else f"wrote {out}")
+        r = grid_layout_to_frames(args.files, args.output, points_per_frame=args.points_per_frame, seed=args.seed, overwrite=args.overwrite)
+        print(f"{len(args.files)} grid-layout folder(s) -> {r['frames']} frames x {args.points_per_frame} points")
+    for w in r["written"]:
+        print(f"wrote {w}")
     return 0
 
 
@@ -338,14 +292,18 @@ def cmd_predict(args) -> int:
     if comm:
         streams = [slabs_in_order(m, atoms, shape, comm, progress, args.slab_points) for m in models]
     else:
-        streams = [m.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=progress) for m in models]
+        from deepmd_charge.predict import SLAB_POINTS
+
+        streams = [m.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=progress) for m in models]
     if rank != 0:
         for stream in streams:  # compute and send this rank's share, block after block
             for _ in stream:
                 pass
         return 0
     start = time.perf_counter()
-    integrals = _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons)
+    from deepmd_charge.predict import write_prediction
+
+    integrals = write_prediction(args.output, atoms, shape, streams, fmt=fmt, trailers=trailers, normalize=electrons, model_name=args.model)
     count = integrals[0]
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(models)
@@ -423,7 +381,9 @@ def _cmd_predict_committee(args) -> int:
             trailer = like.trailers[0] if like.trailers else ""
     shape = com.grid_shape(atoms, shape, args.spacing)
     start = time.perf_counter()
-    slabs = com.iter_slabs(atoms, shape, slab_points=args.slab_points or 2**20, progress=not args.quiet, with_std=True)
+    from deepmd_charge.predict import SLAB_POINTS
+
+    slabs = com.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=not args.quiet, with_std=True)
     res = write_committee_prediction(
         args.output, atoms, shape, slabs, fmt=fmt, std_output=args.std, std_fmt="cube" if args.std and is_cube(args.std) else "chgcar",
         trailer=trailer, title=f"{atoms.get_chemical_formula()} deepmd-charge committee mean of {len(com)} models", normalize=args.normalize,
@@ -437,33 +397,6 @@ def _cmd_predict_committee(args) -> int:
     print(f"committee deviation (std over {len(com)} models, e/A^3): mean {res['dev_mean']:.3e}, max {res['dev_max']:.3e}")
     print(f"wrote {args.output}" + (f" (committee mean) and {args.std} (deviation)" if args.std else " (committee mean)"))
     return 0
-
-
-def _write_prediction(args, fmt, atoms, shape, streams, trailers, electrons=None) -> list:
-    """Write the predicted grid(s); returns each block's integral (electrons, magnetisation)."""
-    from deepmd_charge.io.chgcar import write_chgcar
-    from deepmd_charge.io.cube import write_cube
-    from deepmd_charge.io.stream import write_chgcar_slabs
-
-    volume = atoms.get_volume()
-    title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
-    if fmt == "chgcar" and electrons is None:
-        sums = write_chgcar_slabs(args.output, atoms, shape, list(zip(streams, trailers)), title=title)
-        return [s / np.prod(shape) * volume for s in sums]
-    grids = []
-    for stream in streams:
-        rho = np.empty(shape)
-        for k0, k1, slab in stream:
-            rho[:, :, k0:k1] = slab
-        grids.append(rho)
-    integrals = [float(g.mean() * volume) for g in grids]
-    if electrons is not None:
-        grids[0] *= electrons / integrals[0]
-    if fmt == "cube":
-        write_cube(args.output, atoms, grids[0], comment=f"deepmd-charge prediction, model {args.model}")
-    else:
-        write_chgcar(args.output, atoms, grids, trailers=trailers, title=title)
-    return integrals
 
 
 def _fmt_row(name, m):
@@ -584,7 +517,7 @@ def main(argv=None) -> int:
             import_backend()
         return {"convert": cmd_convert, "input": cmd_input, "predict": cmd_predict, "test": cmd_test, "select": cmd_select}[args.command](args)
     except InputError as exc:
-        print(f"dp-charge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dp-charge {args.command}: error: {_in_cli_words(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dp-charge: interrupted", file=sys.stderr)
@@ -592,6 +525,26 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+#: library errors name parameters ("grid shape") and give advice in Python terms; dp-charge names
+#: its options instead
+_OPTION_OF = {"grid shape": "--grid", "spacing": "--spacing", "points": "--points", "points per frame": "--points-per-frame",
+              "frames": "--frames", "sampling": "--sampling"}
+_ADVICE = (
+    ("give the grid shape NX NY NZ to keep the point counts, or a spacing", "use --grid NX NY NZ to keep the point counts, or --spacing"),
+    ("replace it with overwrite=True, or choose another output folder", "add --overwrite to replace it, or choose another --output"),
+    ("choose another output folder", "choose another --output"),
+    ("choose another ghost name", "choose another --ghost name"),
+    ("the grid layout is written from CHGCAR/cube files", "--format grid converts CHGCAR/cube files"),
+)
+
+
+def _in_cli_words(exc: InputError) -> str:
+    problem = exc.problem
+    for library, cli in _ADVICE:
+        problem = problem.replace(library, cli)
+    return f"{_OPTION_OF.get(exc.source, exc.source)}: {problem}"
 
 
 def console_main() -> None:

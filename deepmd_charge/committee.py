@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepmd_charge.errors import InputError
+from deepmd_charge.predict import SLAB_POINTS
 
 
 class Committee:
@@ -44,6 +45,17 @@ class Committee:
                 )
 
     # DeepCharge look-alike ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release every member's TensorFlow session."""
+        for m in self.members:
+            m.close()
+
+    def __enter__(self) -> "Committee":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __len__(self):
         return len(self.members)
 
@@ -74,7 +86,7 @@ class Committee:
         return self.members[0].check_structure(atoms, source)
 
     # predictions --------------------------------------------------------------------------------
-    def iter_slabs(self, atoms, shape, slab_points: int = 2**20, progress: bool = False, slabs=None, with_std: bool = False):
+    def iter_slabs(self, atoms, shape, slab_points: int = SLAB_POINTS, progress: bool = False, slabs=None, with_std: bool = False):
         """Yield (k0, k1, mean) or, with `with_std`, (k0, k1, mean, std) for runs of z-planes.
 
         Each member computes the same slab in turn: memory holds one slab per member, never a grid.
@@ -141,12 +153,13 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
     import tempfile
     from pathlib import Path
 
-    from deepmd_charge.io.chgcar import write_chgcar
+    from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
     from deepmd_charge.io.cube import write_cube
-    from deepmd_charge.io.stream import write_chgcar_slabs
+
+    from deepmd_charge.grid import electrons_from_sum
+    from deepmd_charge.predict import assemble_slabs
 
     shape = tuple(int(n) for n in shape)
-    volume = atoms.get_volume()
     stats = {"sum": 0.0, "dev_sum": 0.0, "dev_max": 0.0}
     tmpdir = tempfile.TemporaryDirectory(prefix=".dp-charge-std.", dir=Path(std_output).parent if std_output else None)
     try:
@@ -164,24 +177,22 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
         if fmt == "chgcar" and normalize is None:
             write_chgcar_slabs(output, atoms, shape, [(means(), trailer)], title=title)
         else:
-            rho = np.empty(shape)
-            for k0, k1, mean in means():
-                rho[:, :, k0:k1] = mean
+            rho = assemble_slabs(means(), shape)
             if normalize is not None:
-                rho *= normalize / (stats["sum"] / rho.size * volume)
+                rho *= normalize / electrons_from_sum(stats["sum"], rho.size, atoms.cell[:])
             if fmt == "cube":
                 write_cube(output, atoms, rho, comment=title)
             else:
                 write_chgcar(output, atoms, [rho], trailers=[trailer], title=title)
             del rho
-        electrons = stats["sum"] / np.prod(shape) * volume
+        electrons = electrons_from_sum(stats["sum"], int(np.prod(shape)), atoms.cell[:])
         factor = normalize / electrons if normalize is not None else 1.0
         if store is not None:
             std_title = f"{title} committee deviation (e/A^3)"
             if std_fmt == "cube":
                 write_cube(std_output, atoms, np.asarray(store) * factor, comment=std_title)
             else:
-                step = max(1, 2**20 // (shape[0] * shape[1]))
+                step = max(1, SLAB_POINTS // (shape[0] * shape[1]))
                 blocks = ((k, min(k + step, shape[2]), np.asarray(store[:, :, k : k + step]) * factor) for k in range(0, shape[2], step))
                 write_chgcar_slabs(std_output, atoms, shape, [(blocks, "")], title=std_title)
             del store

@@ -7,47 +7,89 @@ density at the ghosts and 0 at real atoms (never read by the loss).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
-from scipy.spatial import cKDTree
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import cartesian_points, sample_indices
+from deepmd_charge.grid import CORE_RADIUS, cartesian_points, near_nucleus_mask, periodic_images, sample_indices  # noqa: F401  (periodic_images: its old home)
 from deepmd_charge.io.chgcar import VolumetricData
 
-#: Grid points closer than this (Angstrom) to a nucleus are not used for training: the descriptor's
-#: 1/r diverges there (a point exactly on a nucleus gives NaN). Prediction evaluates such points on
-#: a sphere of this radius instead (see predict.py).
-CORE_RADIUS = 0.1
 LABEL = "density"
 
 
-def periodic_images(atoms: Atoms, margin: float):
-    """Positions and original indices of the atoms and all their images within `margin` of the cell."""
-    cell = atoms.cell[:]
-    # how many cells to repeat along each vector: the margin measured perpendicular to the faces
-    normals = np.linalg.inv(cell).T
-    reps = np.ceil(margin * np.linalg.norm(normals, axis=1)).astype(int)
-    shifts = np.array(
-        [(i, j, k) for i in range(-reps[0], reps[0] + 1) for j in range(-reps[1], reps[1] + 1) for k in range(-reps[2], reps[2] + 1)]
-    )
-    frac = atoms.get_scaled_positions(wrap=True)
-    all_frac = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-    index = np.tile(np.arange(len(atoms)), len(shifts))
-    lo, hi = -margin * np.linalg.norm(normals, axis=1), 1 + margin * np.linalg.norm(normals, axis=1)
-    keep = np.all((all_frac >= lo) & (all_frac < hi), axis=1)
-    return all_frac[keep] @ cell, index[keep]
+def register_density() -> None:
+    """Make dpdata carry the per-atom `density` label and write it as set.*/density.npy."""
+    import dpdata
+    from dpdata.data_type import Axis, DataType
+
+    dpdata.System.register_data_type(DataType(LABEL, np.ndarray, (Axis.NFRAMES, Axis.NATOMS), required=False))
 
 
-def near_nucleus_mask(atoms: Atoms, points: np.ndarray, radius: float) -> np.ndarray:
-    """True for points closer than `radius` to any atom (periodic images included)."""
-    if radius <= 0 or len(points) == 0:
-        return np.zeros(len(points), dtype=bool)
-    pos, _ = periodic_images(atoms, radius)
-    dist, _ = cKDTree(pos).query(points, k=1, distance_upper_bound=radius)
-    return dist < radius
+@dataclass
+class ConvertSummary:
+    """What convert_files did: per-file frames and points, the inputs, the folders written."""
+
+    output: Path
+    frames: int  # frames per input file (each file is one set)
+    wanted: int  # frames per file asked for (more than `frames` when a grid was too small)
+    points_per_frame: int
+    channel: str
+    inputs: list = field(default_factory=list)  # (source, formula, grid shape, electrons) per file
+    written: list = field(default_factory=list)  # the output folder, or one subfolder per composition
+    type_map: list = field(default_factory=list)  # every element of every file, the ghost last
+
+
+def convert_files(
+    inputs,
+    output,
+    points_per_frame: int = 200,
+    points: int = 100_000,
+    frames: int | None = None,
+    sampling: str = "uniform",
+    seed: int | None = None,
+    ghost: str = "X",
+    channel: str = "total",
+    elements=None,
+    overwrite: bool = False,
+) -> ConvertSummary:
+    """CHGCAR/cube files -> one deepmd/npy training system in the folder `output` (what
+    `dp-charge convert` does). Every file gives the same number of frames (`frames`, else
+    `points` / `points_per_frame`, capped by the smallest grid), so that each file is one set;
+    file i is sampled with seed + i. The folder appears only when complete; an existing one is
+    replaced only with `overwrite` and only if an earlier convert wrote it.
+    """
+    import dpdata
+
+    from deepmd_charge.io.files import atomic_folder
+    from deepmd_charge.io.structure import read_volumetric
+
+    register_density()
+    out = Path(output)
+    check_output_folder(out, overwrite=overwrite)
+    vols = [read_volumetric(f, elements=elements) for f in inputs]
+    k = points_per_frame
+    if k <= 0:
+        raise InputError("points per frame", f"must be positive, got {k}")
+    wanted = frames if frames is not None else max(1, points // k)
+    if wanted <= 0:
+        raise InputError("frames", f"must be positive, got {wanted}")
+    grids = [usable_grid(v) for v in vols]  # once per file: sizing and sampling both need it
+    count = min([wanted] + [usable.size // k for _, usable in grids])
+    summary = ConvertSummary(out, count, wanted, k, channel)
+    systems = []
+    for i, (vol, grid) in enumerate(zip(vols, grids)):
+        data = frames_from_volumetric(
+            vol, points_per_frame=k, frames=count, sampling=sampling, seed=None if seed is None else seed + i, ghost=ghost, channel=channel, grid=grid
+        )
+        systems.append(dpdata.System(data=data))
+        summary.inputs.append((vol.source, vol.atoms.get_chemical_formula(), vol.shape, vol.electrons()))
+    with atomic_folder(out) as tmp:
+        written = write_system(systems, tmp, set_size=count)
+    summary.written = [out / w.relative_to(tmp) if w != tmp else out for w in written]
+    summary.type_map = type_map_for(systems)
+    return summary
 
 
 def frames_from_volumetric(
@@ -70,9 +112,9 @@ def frames_from_volumetric(
     atoms = vol.atoms
     rho = vol.block(channel)
     if ghost in atoms.get_chemical_symbols():
-        raise InputError(vol.source, f"the structure already has atoms named '{ghost}'; choose another --ghost name")
+        raise InputError(vol.source, f"the structure already has atoms named '{ghost}'; choose another ghost name")
     if points_per_frame <= 0:
-        raise InputError("--points-per-frame", f"must be positive, got {points_per_frame}")
+        raise InputError("points per frame", f"must be positive, got {points_per_frame}")
     cell = atoms.cell[:]
     all_points, usable = grid if grid is not None else usable_grid(vol, core_radius)
     max_frames = usable.size // points_per_frame
@@ -156,14 +198,14 @@ def check_output_folder(path, overwrite: bool = False) -> None:
     if not path.exists():
         return
     if not path.is_dir():
-        raise InputError(path, "exists and is a file; choose another --output")
+        raise InputError(path, "exists and is a file; choose another output folder")
     if not any(path.iterdir()):
         return
     if not converted_output(path):
-        raise InputError(path, "exists and is not a deepmd/npy system; choose another --output")
+        raise InputError(path, "exists and is not a deepmd/npy system; choose another output folder")
     if not overwrite:
         sets = len(list(path.glob("set.*"))) + len(list(path.glob("*/set.*")))
-        raise InputError(path, f"already holds training data ({sets} set(s)); add --overwrite to replace it, or choose another --output")
+        raise InputError(path, f"already holds training data ({sets} set(s)); replace it with overwrite=True, or choose another output folder")
 
 
 def type_map_for(systems: list) -> list:
@@ -171,3 +213,94 @@ def type_map_for(systems: list) -> list:
     ghost = systems[0]["atom_names"][-1]
     names = [n for system in systems for n in system["atom_names"][:-1]]
     return list(dict.fromkeys(names)) + [ghost]
+
+
+# ---- DeePMD-kit's grid layout (io/grid_data.py): both directions ---------------------------------
+
+def grid_layout_frame(vol, n_points: int | None, sampling: str = "uniform", seed=None, channel: str = "total", grid=None) -> dict:
+    """One frame of the grid layout from a volumetric file: its atoms, `n_points` grid points drawn
+    as `dp-charge convert` draws them (nuclei's neighbourhoods left out) and their densities."""
+    rho = vol.block(channel).ravel()
+    points, usable = grid if grid is not None else usable_grid(vol)
+    count = usable.size if n_points is None else min(n_points, usable.size)
+    if count <= 0:
+        raise InputError(vol.source, "has no usable grid points")
+    chosen = usable[sample_indices(rho[usable], count, np.random.default_rng(seed), sampling)]
+    return {"atoms": vol.atoms, "grid": points[chosen], "density": rho[chosen]}
+
+
+def ghost_frames_from_grid(path, points_per_frame: int = 200, ghost: str | None = None, seed=None) -> list:
+    """A grid-layout folder as this package's ghost-point training data: dpdata System data, one per
+    frame of the folder, each cut into frames of all atoms + `points_per_frame` ghosts. Points
+    nearer a nucleus than CORE_RADIUS are left out (the descriptor diverges there); points that do
+    not fill a last frame are dropped."""
+    from deepmd_charge.io.grid_data import read_grid_system
+
+    if points_per_frame <= 0:
+        raise InputError("points per frame", f"must be positive, got {points_per_frame}")
+    names_file = Path(path) / "type_map.raw"
+    ghost = ghost or (names_file.read_text().split()[-1] if names_file.is_file() else "X")
+    rng = np.random.default_rng(seed)
+    systems = []
+    for atoms, grid, dens in read_grid_system(path):
+        frac = grid @ np.linalg.inv(atoms.cell[:])
+        grid = (frac - np.floor(frac)) @ atoms.cell[:]  # the density is periodic: points into the cell
+        keep = np.flatnonzero(~near_nucleus_mask(atoms, grid, CORE_RADIUS))
+        keep = rng.permutation(keep)  # a regular grid's consecutive points are one slab: mix them
+        frames = len(keep) // points_per_frame
+        if frames == 0:
+            raise InputError(path, f"a frame has {len(keep)} usable grid points, fewer than {points_per_frame} per training frame")
+        chosen = keep[: frames * points_per_frame].reshape(frames, points_per_frame)
+        if ghost in atoms.get_chemical_symbols():
+            raise InputError(path, f"the grid-point type '{ghost}' is also an element")
+        systems.append(ghost_system(atoms, grid[chosen], dens[chosen], ghost))
+    return systems
+
+
+def files_to_grid_layout(inputs, output, points: int = 100_000, sampling: str = "uniform", seed=None, channel: str = "total",
+                         elements=None, ghost: str = "X", overwrite: bool = False) -> dict:
+    """CHGCAR/cube files -> a grid-layout folder `output`, one frame per file with the same number
+    of points each (`points`, capped by the smallest grid; file i sampled with seed + i). The folder
+    appears only when complete. Returns {"inputs": [(source, formula, shape)], "points", "written"}."""
+    from deepmd_charge.io.grid_data import write_grid_systems
+    from deepmd_charge.io.files import atomic_folder
+    from deepmd_charge.io.structure import read_volumetric
+
+    out = Path(output)
+    check_output_folder(out, overwrite=overwrite)
+    folders = [f for f in inputs if Path(f).is_dir()]
+    if folders:
+        raise InputError(folders[0], "is a folder; the grid layout is written from CHGCAR/cube files")
+    if points <= 0:
+        raise InputError("points", f"must be positive, got {points}")
+    vols = [read_volumetric(f, elements=elements) for f in inputs]
+    grids = [usable_grid(v) for v in vols]
+    count = min([points] + [usable.size for _, usable in grids])
+    frames = [grid_layout_frame(v, count, sampling, None if seed is None else seed + i, channel, grid=g) for i, (v, g) in enumerate(zip(vols, grids))]
+    with atomic_folder(out) as tmp:
+        written = write_grid_systems(frames, tmp, ghost=ghost)
+    return {"inputs": [(v.source, v.atoms.get_chemical_formula(), v.shape) for v in vols], "points": count,
+            "written": [out / w.relative_to(tmp) if w != tmp else out for w in written]}
+
+
+def grid_layout_to_frames(folders, output, points_per_frame: int = 200, seed=None, overwrite: bool = False) -> dict:
+    """Grid-layout folders -> this package's ghost-point training data in `output` (a deepmd/npy
+    system, subfolders per composition). Returns {"frames", "written"}."""
+    import dpdata
+
+    from deepmd_charge.io.grid_data import GRID, is_grid_system
+    from deepmd_charge.io.files import atomic_folder
+
+    out = Path(output)
+    check_output_folder(out, overwrite=overwrite)
+    files = [f for f in folders if not Path(f).is_dir()]
+    if files:
+        raise InputError(files[0], "convert grid files and grid-layout folders separately")
+    for f in folders:
+        if not is_grid_system(f):
+            raise InputError(f, f"is a folder but not in the grid layout (type.raw and set.*/{GRID})")
+    register_density()
+    systems = [dpdata.System(data=d) for f in folders for d in ghost_frames_from_grid(f, points_per_frame, seed=seed)]
+    with atomic_folder(out) as tmp:
+        written = write_system(systems, tmp, set_size=max(s.get_nframes() for s in systems))
+    return {"frames": sum(s.get_nframes() for s in systems), "written": [out / w.relative_to(tmp) if w != tmp else out for w in written]}

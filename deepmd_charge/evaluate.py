@@ -9,8 +9,9 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from deepmd_charge.errors import InputError
+from deepmd_charge.grid import electrons
 from deepmd_charge.io.structure import read_volumetric
-from deepmd_charge.metrics import electron_count, score, uncertainty_score
+from deepmd_charge.metrics import score, uncertainty_score
 
 
 def _is_committee(dc) -> bool:
@@ -35,10 +36,9 @@ def evaluate_volumetric(dc, path, elements=None, progress=False, channel="total"
         pred, std = dc.predict(vol.atoms, grid=vol.shape, progress=progress, return_std=True)
     else:
         pred = dc.predict(vol.atoms, grid=vol.shape, progress=progress)
-    volume = vol.atoms.get_volume()
     result = score(pred, ref)
-    result["electrons_ref"] = electron_count(ref, volume)
-    result["electrons_pred"] = electron_count(pred, volume)
+    result["electrons_ref"] = electrons(ref, vol.atoms.cell[:])
+    result["electrons_pred"] = electrons(pred, vol.atoms.cell[:])
     out = {"name": str(path), "metrics": result, "ref": ref, "pred": pred, "vol": vol}
     if std is not None:
         result.update(uncertainty_score(pred, ref, std))
@@ -128,8 +128,7 @@ def near_nucleus_nmae(vol, pred, ref, radius: float = NEAR_NUCLEUS):
     """(NMAE within `radius` of any nucleus, NMAE elsewhere, fraction of points within)."""
     from scipy.spatial import cKDTree
 
-    from deepmd_charge.convert import periodic_images
-    from deepmd_charge.grid import cartesian_points
+    from deepmd_charge.grid import cartesian_points, periodic_images
 
     points = cartesian_points(vol.atoms.cell[:], vol.shape)
     images, _ = periodic_images(vol.atoms, radius)

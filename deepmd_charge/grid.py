@@ -1,4 +1,4 @@
-"""Periodic grid geometry and training-point sampling.
+"""Periodic grid geometry (grid points, periodic images, the near-nucleus radius) and training-point sampling.
 
 Grid convention (VASP, GPAW, QE alike): point (i, j, k) of an (NX, NY, NZ) grid sits at fractional
 position (i/NX, j/NY, k/NZ); arrays are indexed [i, j, k] and flattened in C order here.
@@ -7,8 +7,56 @@ position (i/NX, j/NY, k/NZ); arrays are indexed [i, j, k] and flattened in C ord
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from deepmd_charge.errors import InputError
+
+#: Grid points closer than this (Angstrom) to a nucleus are not used for training: the descriptor's
+#: 1/r diverges there (a point exactly on a nucleus gives NaN). Prediction evaluates such points on
+#: a sphere of this radius instead (see predict.py).
+CORE_RADIUS = 0.1
+
+
+def periodic_images(atoms, margin: float):
+    """Positions and original indices of the atoms and all their images within `margin` of the cell."""
+    cell = atoms.cell[:]
+    # how many cells to repeat along each vector: the margin measured perpendicular to the faces
+    normals = np.linalg.inv(cell).T
+    reps = np.ceil(margin * np.linalg.norm(normals, axis=1)).astype(int)
+    shifts = np.array(
+        [(i, j, k) for i in range(-reps[0], reps[0] + 1) for j in range(-reps[1], reps[1] + 1) for k in range(-reps[2], reps[2] + 1)]
+    )
+    frac = atoms.get_scaled_positions(wrap=True)
+    all_frac = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+    index = np.tile(np.arange(len(atoms)), len(shifts))
+    lo, hi = -margin * np.linalg.norm(normals, axis=1), 1 + margin * np.linalg.norm(normals, axis=1)
+    keep = np.all((all_frac >= lo) & (all_frac < hi), axis=1)
+    return all_frac[keep] @ cell, index[keep]
+
+
+def near_nucleus_mask(atoms, points: np.ndarray, radius: float) -> np.ndarray:
+    """True for points closer than `radius` to any atom (periodic images included)."""
+    if radius <= 0 or len(points) == 0:
+        return np.zeros(len(points), dtype=bool)
+    pos, _ = periodic_images(atoms, radius)
+    dist, _ = cKDTree(pos).query(points, k=1, distance_upper_bound=radius)
+    return dist < radius
+
+
+def electrons(rho, cell) -> float:
+    """Integral of `rho` (e/A^3 on a uniform periodic grid) over the cell: mean(rho) x volume,
+    the electron count for a total density (the moment in muB for a magnetisation)."""
+    return float(np.mean(rho) * cell_volume(cell))
+
+
+def electrons_from_sum(total: float, npoints: int, cell) -> float:
+    """The same integral from a running sum of rho over all `npoints` grid points (streamed slabs)."""
+    return float(total / npoints * cell_volume(cell))
+
+
+def cell_volume(cell) -> float:
+    """|det(cell)|, A^3."""
+    return float(abs(np.linalg.det(np.asarray(cell, dtype=np.float64).reshape(3, 3))))
 
 
 def fractional_points(shape, indices=None) -> np.ndarray:
@@ -40,7 +88,7 @@ def _fft_friendly(n: int) -> int:
 def shape_from_spacing(cell, spacing: float) -> tuple:
     """Grid shape with point spacing at most `spacing` Angstrom along every lattice vector."""
     if not np.isfinite(spacing) or spacing <= 0:
-        raise InputError("--spacing", f"must be a positive length in Angstrom, got {spacing}")
+        raise InputError("spacing", f"must be a positive length in Angstrom, got {spacing}")
     lengths = np.linalg.norm(np.asarray(cell).reshape(3, 3), axis=1)
     return tuple(_fft_friendly(max(1, int(np.ceil(length / spacing - 1e-9)))) for length in lengths)
 
@@ -50,14 +98,18 @@ def check_shape(shape) -> tuple:
     try:
         shape = tuple(int(n) for n in shape)
     except (TypeError, ValueError):
-        raise InputError("--grid", f"needs three whole numbers, got {shape}") from None
+        raise InputError("grid shape", f"needs three whole numbers, got {shape}") from None
     if len(shape) != 3 or min(shape) <= 0:
-        raise InputError("--grid", f"needs three positive whole numbers NX NY NZ, got {shape}")
+        raise InputError("grid shape", f"needs three positive whole numbers NX NY NZ, got {shape}")
     return shape
 
 
+#: check_same_cell's advice; dp-charge (cli.py) says it with its options
+KEEP_COUNTS_HINT = "give the grid shape NX NY NZ to keep the point counts, or a spacing"
+
+
 def check_same_cell(cell, like_cell, shape, source, tol: float = 1e-3) -> None:
-    """InputError unless the structure's `cell` is `like_cell` (the --like file's) within `tol` A.
+    """InputError unless the structure's `cell` is `like_cell` (the reference file's) within `tol` A.
 
     A grid copied from a file is meant for that file's cell: on another cell the same point counts
     give other spacings (and VASP could not restart from the result).
@@ -74,7 +126,7 @@ def check_same_cell(cell, like_cell, shape, source, tol: float = 1e-3) -> None:
         f"has another cell than the structure (a, b, c = {' '.join(f'{x:.4f}' for x in theirs)} A against "
         f"{' '.join(f'{x:.4f}' for x in ours)} A; vectors differ by up to {diff:.3g} A): its "
         f"{'x'.join(map(str, shape))} grid would have spacings {' '.join(f'{x:.3f}' for x in spacing)} A here; "
-        "use --grid NX NY NZ to keep the point counts, or --spacing",
+        + KEEP_COUNTS_HINT,
     )
 
 
@@ -87,10 +139,10 @@ def sample_indices(rho: np.ndarray, count: int, rng: np.random.Generator, strate
     """
     n = rho.size
     if count > n:
-        raise InputError("--points", f"asks for {count} points but the grid has only {n}")
+        raise InputError("points", f"asks for {count} points but the grid has only {n}")
     if strategy == "uniform":
         return rng.choice(n, size=count, replace=False)
     if strategy == "weighted":
         w = np.abs(rho.ravel()) + np.abs(rho).mean()
         return rng.choice(n, size=count, replace=False, p=w / w.sum())
-    raise InputError("--sampling", f"unknown strategy '{strategy}' (uniform or weighted)")
+    raise InputError("sampling", f"unknown strategy '{strategy}' (uniform or weighted)")

@@ -21,11 +21,6 @@ def score(pred, ref) -> dict:
     }
 
 
-def electron_count(rho, volume: float) -> float:
-    """Integral of rho over a periodic cell sampled on a uniform grid."""
-    return float(np.mean(rho) * volume)
-
-
 def rank_correlation(a, b) -> float:
     """Spearman rank correlation (ties get their average rank); NaN if either input is constant."""
     from scipy.stats import rankdata

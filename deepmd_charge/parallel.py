@@ -31,11 +31,11 @@ def mpi_comm():
 
 def slabs_in_order(dc, atoms, shape, comm, progress=False, slab_points=None):
     """On rank 0: every (k0, k1, slab) of the grid in order. Other ranks compute and send theirs."""
-    from deepmd_charge.predict import slab_bounds
+    from deepmd_charge.predict import SLAB_POINTS, slab_bounds
 
     size, rank = comm.Get_size(), comm.Get_rank()
-    if slab_points is None:  # at least ~4 slabs per rank for balance, at most 2^20 points each
-        slab_points = min(2**20, max(1, int(np.prod(shape)) // (4 * size)))
+    if slab_points is None:  # at least ~4 slabs per rank for balance, at most SLAB_POINTS each
+        slab_points = min(SLAB_POINTS, max(1, int(np.prod(shape)) // (4 * size)))
     bounds = slab_bounds(shape, slab_points)
     mine = {n for n in range(len(bounds)) if n % size == rank}
     local = dc.iter_slabs(atoms, shape, slab_points=slab_points, progress=progress and rank == 0, slabs=mine)

@@ -1,8 +1,9 @@
 """DeepCharge: a frozen charge model -> density at any points or on any grid.
 
 Why not DeePMD-kit's DeepDOS/DeepPot.eval: with all grid points as atoms of one frame its CPU
-neighbour list is brute force over every atom, ghosts included (DESIGN.md: 8.7k points/s at 500
-ghosts per call, 460 points/s at 50,000). Here the grid is cut into small spatial bins; each bin's
+neighbour list is brute force over every atom, ghosts included (measured while this package was
+designed: 8.7k points/s at 500 ghosts per call, 460 points/s at 50,000; benchmarks/predict_speed.py
+times stock DeePMD-kit against this module, docs/benchmarks.md section 3). Here the grid is cut into small spatial bins; each bin's
 points are the local atoms of one call and only the real atoms (periodic images included) within
 rcut + the bin's half-diagonal are passed as their candidate neighbours, in DeePMD-kit's own
 "neighbour list in the mesh tensor" mode. The same C++ environment op then keeps the true
@@ -11,12 +12,14 @@ neighbours within rcut. Cost is linear in the number of points and independent o
 By default the per-neighbour networks (embedding, radial net, radial basis) are evaluated from
 interpolation tables by a small kernel of ours (tf/tabulate.py, tf/table_sum.cc): the same
 density to ~1e-12 in float64, several times faster (docs/benchmarks.md section 3).
+
+This module holds the geometry and the batching; the TensorFlow side (graph, session, one call
+per batch) is tf/session.py.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,35 +28,20 @@ import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
-from deepmd_charge.convert import CORE_RADIUS, periodic_images
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import check_shape, shape_from_spacing
+from deepmd_charge.grid import CORE_RADIUS, check_shape, electrons, electrons_from_sum, periodic_images, shape_from_spacing
 
 DEFAULT_SPACING = 0.1
 BIN_LENGTH = 1.2  # Angstrom; smaller bins = fewer wasted candidates, more Python calls
 # Coarse grids get larger bins: with a few points per bin the per-bin Python work dominated
 # (Si10648, 100^3 grid, 8 points per 1.2 A bin: 82k points/s against 132k for Si64; section 3)
 MIN_POINTS_PER_BIN = 64
+#: grid points computed (and written) at a time by iter_slabs: the memory a prediction holds
+SLAB_POINTS = 2**20
 CHUNK_POINTS = 8192  # points per TensorFlow call (in flight at once), plain graph
 # The tabulated graph holds ~10 KB per point instead of the plain graph's per-slot embeddings:
 # twice the points per call saved 7 % of the time (Si64, 100^3 grid, float32 and float64)
 CHUNK_POINTS_TABULATED = 16384
-
-
-def _load_graph(path: Path):
-    from deepmd_charge.tf.backend import import_backend
-
-    tf = import_backend()
-
-    graph_def = tf.GraphDef()
-    try:
-        graph_def.ParseFromString(path.read_bytes())
-    except Exception:  # protobuf raises its own DecodeError types
-        raise InputError(path, "is not a frozen TensorFlow model (.pb); make one with `dp freeze -o model.pb`") from None
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    return graph
 
 
 class DeepCharge:
@@ -62,79 +50,62 @@ class DeepCharge:
     >>> dc = DeepCharge("model.pb")
     >>> rho = dc.predict(atoms, grid=(48, 48, 48))       # e/A^3, rho[i,j,k] at (i/48, j/48, k/48)
     >>> rho_pts = dc.predict_points(atoms, points)        # points: (M, 3) cartesian Angstrom
+    >>> dc.close()                                        # or: with DeepCharge("model.pb") as dc: ...
     """
 
     def __init__(self, model_file, threads: int | None = None, tabulate: bool = True):
-        from deepmd_charge.tf.backend import import_backend
-
-        tf = import_backend()
+        from deepmd_charge.tf.session import ChargeSession
 
         path = Path(model_file)
         if not path.is_file():
             raise InputError(path, "no such model file" if not path.exists() else "is not a file")
         self.model_file = str(path)
-        self.graph = _load_graph(path)
-        names = {n.name for n in self.graph.as_graph_def().node}
-        need = {"t_coord", "t_type", "t_natoms", "t_box", "t_mesh", "model_attr/tmap", "descrpt_attr/rcut"}
-        if not need <= names:
-            raise InputError(path, "is not a DeePMD-kit model (missing its input tensors)")
-        if "train_attr/training_script" not in names or "o_atom_dos" not in names:
-            raise InputError(path, "is not a deepmd-charge model (fitting_net type 'charge')")
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-        config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 2) if threads else 0)
         # chunks in flight at once: many of the graph's ops use one core, so two concurrent calls
         # keep both cores busy (docs/large-systems.md, Threads: +6 % float32, +3 % float64, plain graph)
         self.concurrent_calls = max(1, min(2, threads or (os.cpu_count() or 1)))
-        self.sess = tf.Session(graph=self.graph, config=config)
-        get = lambda name: self.sess.run(self.graph.get_tensor_by_name(name + ":0"))  # noqa: E731
-        self.script = json.loads(get("train_attr/training_script"))
-        if self.script.get("model", {}).get("fitting_net", {}).get("type") != "charge":
-            raise InputError(path, "is not a deepmd-charge model (its fitting_net type is not 'charge')")
-        self.type_map = get("model_attr/tmap").decode().split()
-        self.ghost_type = len(self.type_map) - 1
-        self.rcut = float(get("descrpt_attr/rcut"))
-        self._bind(self.graph, self.graph.get_tensor_by_name("o_atom_dos:0"))
-        self.precision = self._t_coord.dtype.as_numpy_dtype
-        self.tabulated = False
-        self.why_not_tabulated = "asked for (--plain-graph)"
-        if tabulate:
-            self._use_tables(names, config)
+        #: the TensorFlow side (tf/session.py): graph, session, one call per batch
+        self.session = ChargeSession(path, threads=threads, tabulate=tabulate)
         self.chunk_points = CHUNK_POINTS_TABULATED if self.tabulated else CHUNK_POINTS
-        self._warm_up()
 
-    def _warm_up(self):
-        """One tiny evaluation. TensorFlow optimises a graph on its first call (0.1-0.3 s here):
-        that is part of loading the model, not of the first prediction's points/s (the stock
-        DeePMD-kit rate in benchmarks/predict_speed.py is also measured after a warm-up call)."""
-        one = np.zeros(1, dtype=np.int64)
-        self._run_batch([(one, one)], np.ones((1, 3)), np.zeros((1, 3)), one, np.eye(3) * 2 * self.rcut, np.empty(1))
+    # ---- the model (tf/session.py) -------------------------------------------------------------
+    @property
+    def type_map(self) -> list:
+        """The model's types: its elements, then the ghost (grid point) type."""
+        return self.session.type_map
 
-    def _use_tables(self, names, config):
-        """Switch to the tabulated graph (tf/tabulate.py) when it can reproduce this model."""
-        from deepmd.tf.env import tf
+    @property
+    def ghost_type(self) -> int:
+        return self.session.ghost_type
 
-        from deepmd_charge.tf.kernel import kernel_status, load_kernel
-        from deepmd_charge.tf.tabulate import build_tabulated_graph, unsupported_reason
+    @property
+    def rcut(self) -> float:
+        """Cutoff radius of the descriptor, Angstrom."""
+        return self.session.rcut
 
-        self.why_not_tabulated = unsupported_reason(self.script, names)
-        kernel = None if self.why_not_tabulated else load_kernel()
-        if kernel is None:
-            self.why_not_tabulated = self.why_not_tabulated or kernel_status()
-            return
-        try:
-            graph, out = build_tabulated_graph(self.graph.as_graph_def(), self.script, self.ghost_type, kernel)
-        except Exception as err:  # noqa: BLE001  a layout the tables do not know: the plain graph is right
-            self.why_not_tabulated = f"the tables could not be built ({type(err).__name__}: {err})"
-            return
-        self.sess.close()
-        self.sess = tf.Session(graph=graph, config=config)
-        self._bind(graph, out)
-        self.tabulated = True
+    @property
+    def precision(self):
+        """numpy dtype of the model's inputs (float64 or float32)."""
+        return self.session.precision
 
-    def _bind(self, graph, output):
-        self.graph, self._o_rho = graph, output
-        for name in ("t_coord", "t_type", "t_natoms", "t_box", "t_mesh"):
-            setattr(self, f"_{name}", graph.get_tensor_by_name(name + ":0"))
+    @property
+    def tabulated(self) -> bool:
+        """True when the per-neighbour networks run from interpolation tables (tf/tabulate.py)."""
+        return self.session.tabulated
+
+    @property
+    def why_not_tabulated(self) -> str:
+        return self.session.why_not_tabulated
+
+    def close(self) -> None:
+        """Release the TensorFlow session; predictions after this raise RuntimeError."""
+        self.session.close()
+
+    def __enter__(self) -> "DeepCharge":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def elements(self) -> list:
@@ -161,12 +132,9 @@ class DeepCharge:
         Without `grid`, the grid has at most `spacing` (default 0.1 A) between points.
         """
         shape = self.grid_shape(atoms, grid, spacing)
-        rho = np.empty(shape)
-        for k0, k1, slab in self.iter_slabs(atoms, shape, progress=progress):
-            rho[:, :, k0:k1] = slab
-        return rho
+        return assemble_slabs(self.iter_slabs(atoms, shape, progress=progress), shape)
 
-    def iter_slabs(self, atoms: Atoms, shape, slab_points: int = 2**20, progress: bool = False, slabs=None):
+    def iter_slabs(self, atoms: Atoms, shape, slab_points: int = SLAB_POINTS, progress: bool = False, slabs=None):
         """Yield (k0, k1, rho[:, :, k0:k1]) for runs of z-planes of the grid, in order.
 
         A CHGCAR stores x fastest, so consecutive z-planes are consecutive stretches of the
@@ -336,21 +304,11 @@ class DeepCharge:
         mesh[16 : 16 + nloc] = np.arange(nloc)
         mesh[16 + nloc : 16 + 2 * nloc] = numneigh
         mesh[16 + 2 * nloc :] = jlist
-        coord = np.concatenate([points[idx], ext_pos[used]]).reshape(-1)
+        coord = np.concatenate([points[idx], ext_pos[used]])
         atype = np.concatenate([np.full(nloc, self.ghost_type), ext_types[used]])
         natoms = np.zeros(len(self.type_map) + 2, dtype=np.int32)
         natoms[0], natoms[1], natoms[2 + self.ghost_type] = nloc, nloc + len(used), nloc
-        out = self.sess.run(
-            self._o_rho,
-            feed_dict={
-                self._t_coord: coord.astype(self.precision),
-                self._t_type: atype.astype(np.int32),
-                self._t_natoms: natoms,
-                self._t_box: cell.reshape(9).astype(self.precision),
-                self._t_mesh: mesh,
-            },
-        )
-        rho[idx] = np.asarray(out, dtype=np.float64).reshape(-1)
+        rho[idx] = self.session.run(coord, atype, natoms, cell, mesh)
         return nloc
 
 
@@ -361,7 +319,44 @@ def _to(vectors, matrix):
     return np.einsum("ij,jk->ik", vectors, matrix)
 
 
-def slab_bounds(shape, slab_points: int = 2**20) -> list:
+def assemble_slabs(slabs, shape) -> np.ndarray:
+    """The whole grid from (k0, k1, rho[:, :, k0:k1]) slabs (DeepCharge.iter_slabs and the like)."""
+    rho = np.empty(tuple(shape))
+    for k0, k1, slab in slabs:
+        rho[:, :, k0:k1] = slab
+    return rho
+
+
+def write_prediction(output, atoms: Atoms, shape, streams, fmt: str = "chgcar", trailers=None, normalize: float | None = None,
+                     model_name: str = "") -> list:
+    """Write predicted slabs to a CHGCAR (or a cube file); returns each block's integral before
+    any scaling (electrons, then the moment in muB for a magnetisation block).
+
+    `streams` holds one iterable of (k0, k1, rho[:, :, k0:k1]) per block (DeepCharge.iter_slabs;
+    a second one is a magnetisation), `trailers` the text after each CHGCAR block. A CHGCAR is
+    streamed slab by slab; with `normalize` (electrons) the total is scaled to that count, which
+    needs the whole grid first, as does a cube file (one block).
+    """
+    from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
+    from deepmd_charge.io.cube import write_cube
+
+    trailers = list(trailers) if trailers is not None else [""] * len(streams)
+    title = f"{atoms.get_chemical_formula()} deepmd-charge prediction"
+    if fmt == "chgcar" and normalize is None:
+        sums = write_chgcar_slabs(output, atoms, shape, list(zip(streams, trailers)), title=title)
+        return [electrons_from_sum(s, int(np.prod(shape)), atoms.cell[:]) for s in sums]
+    grids = [assemble_slabs(stream, shape) for stream in streams]
+    integrals = [electrons(g, atoms.cell[:]) for g in grids]
+    if normalize is not None:
+        grids[0] *= normalize / integrals[0]
+    if fmt == "cube":
+        write_cube(output, atoms, grids[0], comment=f"deepmd-charge prediction, model {model_name}")
+    else:
+        write_chgcar(output, atoms, grids, trailers=trailers, title=title)
+    return integrals
+
+
+def slab_bounds(shape, slab_points: int = SLAB_POINTS) -> list:
     """(k0, k1) runs of z-planes holding about `slab_points` grid points each."""
     planes = max(1, slab_points // (shape[0] * shape[1]))
     return [(k, min(k + planes, shape[2])) for k in range(0, shape[2], planes)]

@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from deepmd_charge.errors import InputError
+from deepmd_charge.grid import electrons as grid_electrons  # `electrons` is the target count below
 
 # Atoms of a save folder / reference and of the structure given must agree this well (Angstrom)
 CELL_TOL = 1e-3
@@ -103,8 +104,7 @@ def predict_into_qe_save(models, atoms: Atoms, save_dir, structure_name="structu
     cd = read_save_density(save)
     start = time.perf_counter()
     grids = [m.predict(save.atoms, grid=save.fft_grid, progress=progress) for m in models]
-    volume = save.atoms.get_volume()
-    predicted = float(grids[0].mean() * volume)
+    predicted = grid_electrons(grids[0], save.atoms.cell[:])
     target = float(save.nelec if electrons is None else electrons)
     if predicted <= 0:
         raise InputError(structure_name, f"the predicted density integrates to {predicted:.4g} electrons: cannot be scaled to {target}")
@@ -112,7 +112,7 @@ def predict_into_qe_save(models, atoms: Atoms, save_dir, structure_name="structu
     new = cd.from_grid(grids)
     seconds = time.perf_counter() - start
     backup = backup_and_replace(save, new)
-    magnetization = float(grids[1].mean() * volume) if len(grids) > 1 else None
+    magnetization = grid_electrons(grids[1], save.atoms.cell[:]) if len(grids) > 1 else None
     return QEStart(str(save.density_file), str(backup), save.fft_grid, cd.ngm, predicted, new.electrons(), magnetization, seconds)
 
 

@@ -7,7 +7,7 @@ from ase.build import bulk
 
 from conftest import CORPUS, EXAMPLE_DFT, needs_shared
 from deepmd_charge.errors import InputError
-from deepmd_charge.io.chgcar import read_chgcar, write_chgcar, write_volumetric
+from deepmd_charge.io.chgcar import read_chgcar, write_chgcar, write_chgcar_slabs, write_volumetric
 from deepmd_charge.io.cube import read_cube, write_cube
 
 # file -> (electrons, number of blocks), from ../shared/data/chgcar-corpus/README.md
@@ -69,6 +69,32 @@ def test_shipped_example_round_trip_and_count(tmp_path):
     assert vol.electrons() == pytest.approx(32.0, abs=1e-3)
     write_chgcar(tmp_path / "out.gz", vol.atoms, vol.blocks)
     np.testing.assert_allclose(read_chgcar(tmp_path / "out.gz").total, vol.total, rtol=1e-10, atol=1e-14)
+
+
+def test_upper_case_compression_suffix(tmp_path):
+    """CHGCAR.GZ is compressed like CHGCAR.gz (the name's case does not matter)."""
+    vol = read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz")
+    write_chgcar(tmp_path / "CHGCAR.GZ", vol.atoms, vol.blocks)
+    assert (tmp_path / "CHGCAR.GZ").read_bytes()[:2] == b"\x1f\x8b"
+    text = gzip.decompress((tmp_path / "CHGCAR.GZ").read_bytes()).decode()
+    assert text.splitlines()[7] == "Direct"
+    np.testing.assert_allclose(read_chgcar(tmp_path / "CHGCAR.GZ").total, vol.total, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["CHGCAR_pred", "CHGCAR_pred.gz"])
+def test_streamed_nan_leaves_no_file(tmp_path, name):
+    """A NaN in the third slab: InputError naming the file, nothing half-written, an old file kept."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    rho = np.full((4, 4, 6), 0.25)
+    rho[1, 2, 4] = np.nan
+    slabs = [(k, k + 2, rho[:, :, k : k + 2]) for k in range(0, 6, 2)]
+    with pytest.raises(InputError, match=f"{name}: not written: the density holds NaN or infinite values"):
+        write_chgcar_slabs(tmp_path / name, atoms, rho.shape, [(slabs, "")])
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / name).write_text("old")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        write_chgcar_slabs(tmp_path / name, atoms, rho.shape, [(iter(slabs), "")])
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_text() == "old"
 
 
 def test_grid_orientation_fortran_order(tmp_path):

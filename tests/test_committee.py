@@ -89,8 +89,10 @@ def test_committee_mean_and_std_of_two_models(model, second):
 def test_mismatched_type_map_is_a_clear_error(model):
     from deepmd_charge.committee import Committee
 
-    other = object.__new__(type(model))
-    other.type_map, other.model_file = ["O", "H", "X"], "water.pb"
+    from types import SimpleNamespace
+
+    other = object.__new__(type(model))  # a DeepCharge whose model (tf/session.py) knows water
+    other.session, other.model_file = SimpleNamespace(type_map=["O", "H", "X"]), "water.pb"
     with pytest.raises(InputError, match="water.pb.*type_map.*must share"):
         Committee([model, other])
 

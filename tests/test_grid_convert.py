@@ -7,9 +7,9 @@ from ase import Atoms
 from ase.build import bulk
 
 from conftest import EXAMPLE_DFT, run
-from deepmd_charge.convert import CORE_RADIUS, frames_from_volumetric, near_nucleus_mask, periodic_images
+from deepmd_charge.convert import frames_from_volumetric
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import cartesian_points, fractional_points, sample_indices, shape_from_spacing
+from deepmd_charge.grid import CORE_RADIUS, cartesian_points, fractional_points, near_nucleus_mask, periodic_images, sample_indices, shape_from_spacing
 from deepmd_charge.io.chgcar import VolumetricData, read_chgcar
 
 
@@ -115,3 +115,27 @@ def test_cli_convert_several_files_one_set_each(tmp_path):
     c1 = np.load(tmp_path / "data" / "set.001" / "coord.npy")[0, :24]
     assert np.abs(c0 - c1).max() > 0.01
     assert json.loads(out.stdout.split('"type_map": ')[1].split(", descriptor")[0]) == ["Si", "X"]
+
+
+def test_convert_files_from_python(tmp_path):
+    """What `dp-charge convert` does, as one call: frames sized, folder written, summary returned."""
+    from deepmd_charge.convert import convert_files
+
+    out = tmp_path / "data"
+    s = convert_files([EXAMPLE_DFT / "perfect" / "CHGCAR.gz"], out, points=1000, points_per_frame=100, seed=0)
+    assert (s.frames, s.wanted, s.written, s.type_map) == (10, 10, [out], ["Si", "X"])
+    assert s.inputs[0][1:3] == ("Si8", (48, 48, 48)) and abs(s.inputs[0][3] - 32.0) < 1e-3
+    assert np.load(out / "set.000" / "density.npy").shape == (10, 108)
+    with pytest.raises(InputError, match=r"already holds training data \(1 set\(s\)\); replace it with overwrite=True"):
+        convert_files([EXAMPLE_DFT / "perfect" / "CHGCAR.gz"], out, points=1000, points_per_frame=100)
+
+
+def test_library_errors_name_parameters_not_options():
+    from deepmd_charge.grid import check_shape
+
+    with pytest.raises(InputError, match=r"^grid shape: needs three positive whole numbers NX NY NZ, got \(0, 4, 4\)$"):
+        check_shape((0, 4, 4))
+    with pytest.raises(InputError, match=r"^points: asks for 9 points but the grid has only 8$"):
+        sample_indices(np.ones((2, 2, 2)), 9, np.random.default_rng(0))
+    with pytest.raises(InputError, match=r"^spacing: must be a positive length"):
+        shape_from_spacing(np.eye(3), -1.0)

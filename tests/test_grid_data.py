@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLE_DFT, run, tiny_input
-from deepmd_charge.convert import CORE_RADIUS
+from deepmd_charge.convert import CORE_RADIUS, ghost_frames_from_grid
 from deepmd_charge.errors import InputError
 from deepmd_charge.io.chgcar import read_chgcar
-from deepmd_charge.io.grid_data import ghost_frames_from_grid, is_grid_system, read_grid_system
+from deepmd_charge.io.grid_data import is_grid_system, read_grid_system
 
 CLI = [sys.executable, "-m", "deepmd_charge.cli"]
 FILES = [EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz", EXAMPLE_DFT / "perfect" / "CHGCAR.gz"]
@@ -56,7 +56,7 @@ def test_grid_layout_back_to_ghost_frames_and_training(grid_dir, tmp_path):
     assert "30 frames x 200 points" in out  # 2 frames x 3000 points -> 2 x 15 training frames
     import dpdata
 
-    from deepmd_charge.io.dpdata import register_density
+    from deepmd_charge.convert import register_density
 
     register_density()
     system = dpdata.System(str(tmp_path / "data"), fmt="deepmd/npy")

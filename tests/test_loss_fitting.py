@@ -68,7 +68,7 @@ def test_neighbour_statistics_of_charge_data(tmp_path):
     from deepmd.utils.data_system import DeepmdDataSystem
 
     from conftest import EXAMPLE_DFT
-    from deepmd_charge.convert import CORE_RADIUS
+    from deepmd_charge.grid import CORE_RADIUS
     from deepmd_charge.tf.neighbor_stat import update_sel_for_charge
 
     system = dpdata.System(str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), fmt="vasp/chgcar", points_per_frame=100, n_points=2000, seed=0)

@@ -81,6 +81,21 @@ def test_unknown_element_is_a_clear_error(model):
         model.predict(Atoms("O", cell=[3, 3, 3], pbc=True), grid=(4, 4, 4))
 
 
+def test_with_block_closes_the_session(trained, structure):
+    """`with DeepCharge(...) as dc:` predicts inside the block and releases the session at its end."""
+    from deepmd_charge import DeepCharge
+
+    atoms, _ = structure
+    with DeepCharge(trained["model"]) as dc:
+        inside = dc.predict(atoms, grid=(4, 4, 4))
+        assert not dc.session.closed
+    assert np.all(np.isfinite(inside))
+    assert dc.session.closed and dc.session.tf_session is None
+    with pytest.raises(RuntimeError, match=r"model .*model\.pb was closed .*load it again"):
+        dc.predict(atoms, grid=(4, 4, 4))
+    dc.close()  # twice is harmless
+
+
 def test_not_a_charge_model(tmp_path):
     from deepmd_charge import DeepCharge
 

@@ -203,7 +203,7 @@ def test_check_channel_recognises_a_magnetization_model():
 
 
 def test_reference_from_another_code_warns(trained, tmp_path):
-    from deepmd_charge.convert import near_nucleus_mask
+    from deepmd_charge.grid import near_nucleus_mask
     from deepmd_charge.grid import cartesian_points
 
     vol = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLE_DFT, run
-from deepmd_charge.io.chgcar import read_chgcar, write_chgcar
-from deepmd_charge.io.stream import write_chgcar_slabs
+from deepmd_charge.io.chgcar import read_chgcar, write_chgcar, write_chgcar_slabs
 
 
 def _mpiexec():

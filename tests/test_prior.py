@@ -20,7 +20,7 @@ from ase.build import bulk
 from scipy.spatial import cKDTree
 
 from conftest import EXAMPLE_DFT, ROOT, run, tiny_input
-from deepmd_charge.convert import periodic_images
+from deepmd_charge.grid import periodic_images
 from deepmd_charge.tf.basis import basis_sums_numpy, least_squares, phi, regularised_fit
 
 RCUT, K = 5.0, 16

@@ -107,14 +107,14 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
 def _assert_nets_never_run(dc):
     """What the density needs in the tabulated graph: one environment op, one kernel, no embedding
     or radial net, no concat of the fitting net's input (they would give the same numbers, slowly)."""
-    needed, todo = set(), [dc._o_rho.op]
+    needed, todo = set(), [dc.session.output.op]
     while todo:
         op = todo.pop()
         if op.name not in needed:
             needed.add(op.name)
             todo.extend(t.op for t in op.inputs)
             todo.extend(op.control_inputs)
-    ops = [dc.graph.get_operation_by_name(n) for n in needed]
+    ops = [dc.session.graph.get_operation_by_name(n) for n in needed]
     assert [o.type for o in ops].count("ProdEnvMatA") == 1
     assert [o.type for o in ops].count("ChargeDescriptor") == 1
     slow = [

@@ -28,7 +28,8 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.io.files import printable, read_text, write_text
+from deepmd_charge.grid import electrons
+from deepmd_charge.io.files import atomic_text, printable, read_text
 
 BLOCK_NAMES = {1: ["total"], 2: ["total", "magnetization"], 4: ["total", "mx", "my", "mz"]}
 
@@ -64,7 +65,7 @@ class VolumetricData:
 
     def electrons(self, block: int = 0) -> float:
         """Integral of the block over the cell: the electron count for block 0."""
-        return float(self.blocks[block].mean() * abs(np.linalg.det(self.atoms.cell[:])))
+        return electrons(self.blocks[block], self.atoms.cell[:])
 
 
 # ---- numbers in text ----------------------------------------------------------------------------
@@ -517,7 +518,7 @@ def write_chgcar(path, atoms: Atoms, blocks, trailers=None, title: str = "") -> 
 
     `trailers` (e.g. augmentation occupancies from `read_chgcar`) are written verbatim after the
     block they belong to; missing ones are empty. A name ending in .gz, .bz2 or .xz is compressed.
-    The file appears only when complete.
+    The file appears only when complete. (write_chgcar_slabs with each block as one slab.)
     """
     if isinstance(blocks, np.ndarray) and blocks.ndim == 3:
         blocks = [blocks]
@@ -531,17 +532,53 @@ def write_chgcar(path, atoms: Atoms, blocks, trailers=None, title: str = "") -> 
     if len(trailers) > len(blocks):
         raise ValueError(f"{len(trailers)} trailers for {len(blocks)} blocks")
     trailers += [""] * (len(blocks) - len(trailers))
-    if not all(np.isfinite(b).all() for b in blocks):
-        raise InputError(path, "not written: the density holds NaN or infinite values")
+    write_chgcar_slabs(path, atoms, shape, [([(0, shape[2], b)], t) for b, t in zip(blocks, trailers)], title=title)
+
+
+def write_chgcar_slabs(path, atoms: Atoms, shape, blocks, title: str = "") -> list:
+    """Write a CHGCAR whose blocks come slab by slab, never holding a whole grid.
+
+    `blocks` is a list of (slabs, trailer): slabs an iterable of (k0, k1, rho[:, :, k0:k1]) in
+    order (e/A^3), trailer the text after the block (augmentation occupancies, or ""). One block
+    is a plain CHGCAR, two a spin-polarised one (total, magnetisation). Returns the sum of each
+    block over all points. The file appears only when complete (a NaN or infinite value is an
+    InputError and leaves no file); a name ending in .gz, .bz2 or .xz (any case) is compressed
+    on the fly.
+    """
+    shape = tuple(int(n) for n in shape)
     volume = abs(np.linalg.det(atoms.cell[:]))
     if volume == 0:
         raise ValueError("the atoms have no cell volume")
-    parts = [format_poscar(atoms, title), "\n"]
-    for block, trailer in zip(blocks, trailers):
-        parts.append(" {:4d} {:4d} {:4d}\n".format(*shape))
-        parts.append(format_values(block * volume))
-        parts.append(trailer if not trailer or trailer.endswith("\n") else trailer + "\n")
-    write_text(path, "".join(parts))
+    sums = []
+    with atomic_text(path) as fh:
+        fh.write(format_poscar(atoms, title) + "\n")
+        for slabs, trailer in blocks:
+            fh.write(" {:4d} {:4d} {:4d}\n".format(*shape))
+            sums.append(_write_block(fh, shape, volume, slabs, path))
+            fh.write(trailer if not trailer or trailer.endswith("\n") else trailer + "\n")
+    return sums
+
+
+def _write_block(fh, shape, volume, slabs, path) -> float:
+    total = 0.0
+    next_k = 0
+    carry = np.zeros(0)
+    for k0, k1, slab in slabs:
+        if k0 != next_k or slab.shape != (shape[0], shape[1], k1 - k0):
+            raise ValueError(f"slab {k0}:{k1} out of order or of wrong shape {slab.shape}")
+        if not np.isfinite(slab).all():
+            raise InputError(path, "not written: the density holds NaN or infinite values")
+        next_k = k1
+        total += float(slab.sum())
+        values = np.concatenate([carry, slab.ravel(order="F") * volume])
+        full = values.size // 5 * 5  # keep VASP's five values a line across slab boundaries
+        fh.write(format_values(values[:full]))
+        carry = values[full:]
+    if next_k != shape[2]:
+        raise ValueError(f"slabs ended at plane {next_k} of {shape[2]}")
+    if carry.size:
+        fh.write(format_values(carry))
+    return total
 
 
 def write_volumetric(path, data: VolumetricData) -> None:

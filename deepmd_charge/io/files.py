@@ -3,6 +3,7 @@
 import bz2
 import contextlib
 import gzip
+import io
 import lzma
 import os
 import shutil
@@ -15,8 +16,18 @@ from deepmd_charge.errors import InputError
 
 # magic bytes -> (name, decompress)
 _MAGIC = {b"\x1f\x8b": ("gzip", gzip.decompress), b"BZh": ("bzip2", bz2.decompress), b"\xfd7zXZ\x00": ("xz", lzma.decompress)}
-# file name ending -> compress (for writing)
-_COMPRESS = {".gz": lambda data: gzip.compress(data, compresslevel=6), ".bz2": bz2.compress, ".xz": lzma.compress}
+#: file name ending (any case) -> a compressing binary stream over the raw output file (for writing)
+COMPRESSORS = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6),
+    ".bz2": lambda raw: bz2.BZ2File(raw, "wb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, "wb"),
+}
+
+
+def compressor_for(path):
+    """The COMPRESSORS entry for `path`'s name (.gz, .GZ, .bz2, .xz ...), or None for plain text."""
+    name = str(path).lower()
+    return next((opener for ext, opener in COMPRESSORS.items() if name.endswith(ext)), None)
 
 
 def printable(text, limit: int = 40) -> str:
@@ -130,11 +141,26 @@ def atomic_folder(path):
         raise
 
 
+@contextlib.contextmanager
+def atomic_text(path):
+    """atomic_write for UTF-8 text, compressed on the fly when the name ends in .gz, .bz2 or .xz
+    (any case): the file appears only when complete."""
+    opener = compressor_for(path)
+    with atomic_write(path, "wb" if opener else "w") as raw:
+        if opener is None:
+            yield raw
+            return
+        fh = io.TextIOWrapper(opener(raw), encoding="utf-8")
+        try:
+            yield fh
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fh.close()  # the temporary file is removed anyway
+            raise
+        fh.close()  # flushes the compressed stream into `raw`; atomic_write then renames it
+
+
 def write_text(path, text: str) -> None:
-    """Write `text` atomically; a name ending in .gz, .bz2 or .xz is compressed accordingly."""
-    data = text.encode("utf-8")
-    compress = next((c for ext, c in _COMPRESS.items() if str(path).lower().endswith(ext)), None)
-    if compress is not None:
-        data = compress(data)
-    with atomic_write(path, "wb") as fh:
-        fh.write(data)
+    """Write `text` atomically; a name ending in .gz, .bz2 or .xz (any case) is compressed accordingly."""
+    with atomic_text(path) as fh:
+        fh.write(text)

@@ -10,8 +10,9 @@ both ways between it and this package:
     set.000/grid.npy   [nframes, ngrid, 3]     cartesian grid points, Angstrom
     set.000/density.npy [nframes, ngrid, 1]    density at those points, e/A^3
 
-`dp-charge convert CHGCAR --format grid` writes it (one frame per input file); `dp-charge convert
-FOLDER` reads it back into this package's ghost-point frames for `dp train`.
+`dp-charge convert CHGCAR --format grid` writes it (one frame per input file) and `dp-charge convert
+FOLDER` turns it into this package's ghost-point frames (both in convert.py); this module reads
+and writes the files.
 """
 
 from __future__ import annotations
@@ -32,23 +33,8 @@ def is_grid_system(path) -> bool:
     return path.is_dir() and (path / "type.raw").is_file() and any(path.glob(f"set.*/{GRID}"))
 
 
-def grid_frame(vol, n_points: int | None, sampling: str = "uniform", seed=None, channel: str = "total", grid=None) -> dict:
-    """One frame of the grid layout from a volumetric file: its atoms, `n_points` grid points drawn
-    as `dp-charge convert` draws them (nuclei's neighbourhoods left out) and their densities."""
-    from deepmd_charge.convert import usable_grid
-    from deepmd_charge.grid import sample_indices
-
-    rho = vol.block(channel).ravel()
-    points, usable = grid if grid is not None else usable_grid(vol)
-    count = usable.size if n_points is None else min(n_points, usable.size)
-    if count <= 0:
-        raise InputError(vol.source, "has no usable grid points")
-    chosen = usable[sample_indices(rho[usable], count, np.random.default_rng(seed), sampling)]
-    return {"atoms": vol.atoms, "grid": points[chosen], "density": rho[chosen]}
-
-
 def write_grid_systems(frames: list, outdir, ghost: str = "X") -> list:
-    """Write frames (dicts of `grid_frame`) in the grid layout; one system per sequence of elements
+    """Write frames (dicts of atoms, grid, density: convert.grid_layout_frame) in the grid layout; one system per sequence of elements
     (subfolders named by formula if several). Returns the folders written."""
     outdir = Path(outdir)
     groups: dict = {}
@@ -115,31 +101,3 @@ def read_grid_system(path):
         for f in range(nf):
             atoms = Atoms(symbols, positions=coord[f].reshape(-1, 3), cell=box[f].reshape(3, 3), pbc=True)
             yield atoms, grid[f], dens[f].reshape(-1)
-
-
-def ghost_frames_from_grid(path, points_per_frame: int = 200, ghost: str | None = None, seed=None) -> list:
-    """A grid-layout folder as this package's ghost-point training data: dpdata System data, one per
-    frame of the folder, each cut into frames of all atoms + `points_per_frame` ghosts. Points
-    nearer a nucleus than CORE_RADIUS are left out (the descriptor diverges there); points that do
-    not fill a last frame are dropped."""
-    from deepmd_charge.convert import CORE_RADIUS, ghost_system, near_nucleus_mask
-
-    if points_per_frame <= 0:
-        raise InputError("points_per_frame", f"must be positive, got {points_per_frame}")
-    names_file = Path(path) / "type_map.raw"
-    ghost = ghost or (names_file.read_text().split()[-1] if names_file.is_file() else "X")
-    rng = np.random.default_rng(seed)
-    systems = []
-    for atoms, grid, dens in read_grid_system(path):
-        frac = grid @ np.linalg.inv(atoms.cell[:])
-        grid = (frac - np.floor(frac)) @ atoms.cell[:]  # the density is periodic: points into the cell
-        keep = np.flatnonzero(~near_nucleus_mask(atoms, grid, CORE_RADIUS))
-        keep = rng.permutation(keep)  # a regular grid's consecutive points are one slab: mix them
-        frames = len(keep) // points_per_frame
-        if frames == 0:
-            raise InputError(path, f"a frame has {len(keep)} usable grid points, fewer than {points_per_frame} per training frame")
-        chosen = keep[: frames * points_per_frame].reshape(frames, points_per_frame)
-        if ghost in atoms.get_chemical_symbols():
-            raise InputError(path, f"the grid-point type '{ghost}' is also an element")
-        systems.append(ghost_system(atoms, grid[chosen], dens[chosen], ghost))
-    return systems

@@ -48,7 +48,7 @@ def basis_sums_numpy(cell, positions, types, points, ntypes_real: int, rcut: flo
     """B for each point: (npoints, ntypes_real * nbasis), periodic images included."""
     from ase import Atoms
 
-    from deepmd_charge.convert import periodic_images
+    from deepmd_charge.grid import periodic_images
 
     atoms = Atoms(numbers=np.ones(len(positions), dtype=int), positions=positions, cell=cell, pbc=True)
     ext_pos, ext_idx = periodic_images(atoms, rcut)

@@ -11,8 +11,6 @@ per-atom output `o_atom_dos` that prediction reads (one "DOS point" = the densit
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from deepmd.tf.env import GLOBAL_TF_FLOAT_PRECISION, tf
 from deepmd.tf.fit.dos import DOSFitting
@@ -20,18 +18,16 @@ from deepmd.tf.fit.fitting import Fitting
 from deepmd.tf.utils.errors import GraphWithoutTensorError
 from deepmd.tf.utils.graph import get_tensor_by_name_from_graph
 
+from deepmd_charge.argcheck import FITTING_NEURON, RADIAL_BASIS, RADIAL_NEURON
 from deepmd_charge.errors import ConfigError
+from deepmd_charge.tf import log
+
 # the module, not its names: importing deepmd_charge.tf.loss first loads DeePMD-kit's entry points,
 # which import this module while loss.py is still half-initialised
 from deepmd_charge.tf import loss as charge_loss
 
-log = logging.getLogger("deepmd.charge")
-
-#: radial-sum embedding sizes used unless fitting_net/radial_neuron says otherwise (se_e2_a only):
-#: on the Si8 example (3000 steps, lr 1e-3) NMAE 6.9% -> 4.2%, see docs/benchmarks.md
-DEFAULT_RADIAL = [16, 32]
-#: Gaussians per element in the radial basis sums (deepmd_charge/tf/basis.py); 0 turns them off
-DEFAULT_BASIS = 16
+#: the defaults of fitting_net/neuron, radial_neuron and radial_basis (argcheck.py, shown by dp doc-train-input)
+DEFAULT_NEURON, DEFAULT_RADIAL, DEFAULT_BASIS = FITTING_NEURON, RADIAL_NEURON, RADIAL_BASIS
 
 
 def check_ghost_setup(type_map, descrpt) -> None:
@@ -138,7 +134,7 @@ class ChargeFitting(DOSFitting):
         super().__init__(
             ntypes=ntypes,
             dim_descrpt=dim_descrpt,
-            neuron=neuron if neuron is not None else [240, 240, 240],
+            neuron=neuron if neuron is not None else list(DEFAULT_NEURON),
             resnet_dt=resnet_dt,
             numb_dos=1,
             trainable=trainable,
@@ -154,7 +150,7 @@ class ChargeFitting(DOSFitting):
         # with type embedding (mixed types) build() has no per-element slots: no basis, no radial sums
         has_env = all(hasattr(descrpt, a) for a in ("sel_a", "nnei")) and type(descrpt).__name__ == "DescrptSeA" and not mixed_types
         if radial_neuron is None:  # default: on where the descriptor's environment matrix is readable
-            radial_neuron = DEFAULT_RADIAL if has_env else []
+            radial_neuron = list(DEFAULT_RADIAL) if has_env else []
         self.radial_neuron = list(radial_neuron)
         if self.radial_neuron and not has_env:
             raise ConfigError("fitting_net/radial_neuron needs an se_e2_a descriptor without type embedding (it reads its environment matrix); set it to []")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import platform
 import shutil
@@ -31,9 +30,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from deepmd_charge.tf import log
 from deepmd_charge.tf.backend import held_stderr, import_backend
-
-log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("table_sum.cc")
 COMMON_FLAGS = ["-shared", "-fPIC", "-O3", "-fopenmp-simd"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from deepmd.tf.env import tf
 from deepmd.tf.loss.loss import Loss
@@ -11,6 +9,7 @@ from deepmd.tf.utils.sess import run_sess
 from deepmd.utils.data import DataRequirementItem
 
 from deepmd_charge.errors import ConfigError
+from deepmd_charge.tf import log
 
 DEFAULT_LABEL = "density"
 LOSS_FUNCS = ("mse", "mae", "huber", "relative")
@@ -18,8 +17,6 @@ LOSS_FUNCS = ("mse", "mae", "huber", "relative")
 DIVERGE_RATIO = 1.5
 #: ... for this many displayed steps (lcurve.out lines) in a row, step 0 not counted
 DIVERGE_DISPLAYS = 3
-
-log = logging.getLogger("deepmd.charge")
 
 
 class ChargeLoss(Loss):

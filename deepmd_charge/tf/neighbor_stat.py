@@ -9,20 +9,18 @@ sel: this takes well under a second per set.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
-log = logging.getLogger("deepmd.charge")
+from deepmd_charge.tf import log
 
 FRAMES_PER_SET = 16
 
 
 def _frame_stats(coord, box, atype, ghost_type, ntypes, rcut):
     """Max neighbour count per type and min distance for one frame (real neighbours only)."""
-    from deepmd_charge.convert import periodic_images
+    from deepmd_charge.grid import periodic_images
 
     real = atype != ghost_type
     atoms = Atoms(numbers=np.ones(int(real.sum()), int), positions=coord[real], cell=box, pbc=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepmd_charge.convert import CORE_RADIUS
+from deepmd_charge.grid import CORE_RADIUS
 
 # Table strides in x. Node spacing is a power of two so that the kernel (table_sum.cc) locates
 # intervals exactly; 2^-7 keeps the quintic interpolation error below 1e-9 of the net's output

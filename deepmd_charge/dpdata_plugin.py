@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-from dpdata.data_type import Axis, DataType
 from dpdata.format import Format
-
-
-def register_density() -> None:
-    """Make dpdata carry the per-atom `density` label and write it as set.*/density.npy."""
-    import dpdata
-
-    from deepmd_charge.convert import LABEL
-
-    dpdata.System.register_data_type(DataType(LABEL, np.ndarray, (Axis.NFRAMES, Axis.NATOMS), required=False))
 
 
 @Format.register("vasp/chgcar")
@@ -32,7 +21,7 @@ class VASPChgcarFormat(Format):
 
     def from_system(self, file_name, elements=None, type_map=None, begin=0, step=1, convergence_check=True, **kwargs):
         # type_map/begin/step are dpdata's generic options: System applies type_map itself
-        from deepmd_charge.convert import frames_from_volumetric
+        from deepmd_charge.convert import frames_from_volumetric, register_density
         from deepmd_charge.io.chgcar import read_chgcar
 
         register_density()
