@@ -530,13 +530,20 @@ def main(argv=None) -> int:
 #: library errors name parameters ("grid shape") and give advice in Python terms; dp-charge names
 #: its options instead
 _OPTION_OF = {"grid shape": "--grid", "spacing": "--spacing", "points": "--points", "points per frame": "--points-per-frame",
-              "frames": "--frames", "sampling": "--sampling"}
+              "frames": "--frames", "sampling": "--sampling", "criterion": "--criterion", "models": "--models", "index": "--index",
+              "electrons": "--electrons", "steps": "--steps", "rcut": "--rcut", "minutes": "--minutes"}
 _ADVICE = (
     ("give the grid shape NX NY NZ to keep the point counts, or a spacing", "use --grid NX NY NZ to keep the point counts, or --spacing"),
     ("replace it with overwrite=True, or choose another output folder", "add --overwrite to replace it, or choose another --output"),
     ("choose another output folder", "choose another --output"),
     ("choose another ghost name", "choose another --ghost name"),
     ("the grid layout is written from CHGCAR/cube files", "--format grid converts CHGCAR/cube files"),
+    ("give the elements (e.g. elements=['Si', 'O']) or put", "give the elements with --elements (e.g. --elements Si O) or put"),
+    ("from the given elements", "from --elements"),
+    ("in the given elements", "in --elements"),
+    ("give a magnetisation model too", "give a magnetisation model with --spin-model"),
+    ("drop the magnetisation model", "drop --spin-model"),
+    ("convert them with one ghost name", "convert them with one --ghost"),
 )
 
 

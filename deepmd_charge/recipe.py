@@ -69,7 +69,7 @@ def data_summary(paths, rcut: float = RCUT, frames_per_set: int = 4) -> dict:
         elements += [n for n in names[:-1] if n not in elements]
         per_system.append((path, names, types, sets))
     if len(ghosts) != 1:
-        raise InputError(systems[0], f"the systems use different ghost types {sorted(ghosts)} (the last type_map entry): convert them with one --ghost")
+        raise InputError(systems[0], f"the systems use different ghost types {sorted(ghosts)} (the last type_map entry): convert them with one ghost name")
     ghost = ghosts.pop()
     counts = np.zeros(len(elements), dtype=int)
     points = frames = 0
@@ -92,9 +92,9 @@ def data_summary(paths, rcut: float = RCUT, frames_per_set: int = 4) -> dict:
 def recommended_input(paths, steps: int = STEPS, rcut: float = RCUT, precision: str = "float64", seed: int = 1) -> dict:
     """input.json for `dp train` on the data at `paths` (folders written by dp-charge convert)."""
     if steps <= 0:  # before the data are read
-        raise InputError("--steps", f"must be positive, got {steps}")
+        raise InputError("steps", f"must be positive, got {steps}")
     if not rcut > RCUT_SMTH:
-        raise InputError("--rcut", f"must be larger than rcut_smth {RCUT_SMTH} A, got {rcut}")
+        raise InputError("rcut", f"must be larger than rcut_smth {RCUT_SMTH} A, got {rcut}")
     info = data_summary(paths, rcut)
     sel = [max(4, int(math.ceil(c * SEL_MARGIN / 4) * 4)) for c in info["max_neighbours"]] + [0]
     jdata = {
@@ -114,7 +114,7 @@ def with_steps(jdata: dict, steps: int) -> dict:
     """`jdata` set to train `steps` steps: 20 lcurve lines, one checkpoint at the end (the smooth
     learning rate reaches stop_lr at whatever the last step is)."""
     if steps <= 0:
-        raise InputError("--steps", f"must be positive, got {steps}")
+        raise InputError("steps", f"must be positive, got {steps}")
     jdata["training"].update(numb_steps=steps, disp_freq=max(1, steps // 20), save_freq=steps)
     return jdata
 
@@ -131,5 +131,5 @@ def seconds_per_step(jdata: dict, steps: int = 60) -> float:
     found = re.findall(r"average training time: ([0-9.eE+-]+) s/batch", proc.stdout + proc.stderr)
     if proc.returncode or not found:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-        raise InputError("--minutes", f"the timing run of dp train failed:\n{tail}")
+        raise InputError("minutes", f"the timing run of dp train failed:\n{tail}")
     return float(found[-1])

@@ -96,11 +96,11 @@ def predict_into_qe_save(models, atoms: Atoms, save_dir, structure_name="structu
     if save.nspin == 4:
         raise InputError(save.path, "is a non-collinear run (noncolin): only nspin = 1 or 2 densities can be predicted")
     if save.nspin == 2 and len(models) < 2:
-        raise InputError(save.path, "is a spin-polarised run (nspin = 2): give a magnetisation model with --spin-model")
+        raise InputError(save.path, "is a spin-polarised run (nspin = 2): give a magnetisation model too")
     if save.nspin == 1 and len(models) > 1:
-        raise InputError(save.path, "is not spin-polarised (nspin = 1): drop --spin-model")
+        raise InputError(save.path, "is not spin-polarised (nspin = 1): drop the magnetisation model")
     if electrons is not None and electrons <= 0:
-        raise InputError("--electrons", f"needs a positive electron count, got {electrons}")
+        raise InputError("electrons", f"needs a positive electron count, got {electrons}")
     cd = read_save_density(save)
     start = time.perf_counter()
     grids = [m.predict(save.atoms, grid=save.fft_grid, progress=progress) for m in models]

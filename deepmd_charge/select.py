@@ -72,9 +72,9 @@ def rank_candidates(committee, candidates, spacing: float = DEFAULT_SPACING, cri
     Ties keep the input order, so the ranking is deterministic.
     """
     if criterion not in CRITERIA:
-        raise InputError("--criterion", f"must be one of {CRITERIA}, got {criterion!r}")
+        raise InputError("criterion", f"must be one of {CRITERIA}, got {criterion!r}")
     if len(committee) < 2:
-        raise InputError("--models", "needs two or more models: one model has no deviation")
+        raise InputError("models", "needs two or more models: one model has no deviation")
     scored = []
     for n, (name, atoms) in enumerate(candidates):
         dev = structure_deviation(committee, atoms, spacing, source=name)

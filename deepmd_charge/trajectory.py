@@ -64,7 +64,7 @@ def _parse_index(index: str | None):
             return slice(*parts)
         return int(text)
     except ValueError:
-        raise InputError("--index", f"should be a frame number or a slice start:stop:step (as in ASE), got '{printable(index)}'") from None
+        raise InputError("index", f"should be a frame number or a slice start:stop:step (as in ASE), got '{printable(index)}'") from None
 
 
 def iter_file(path):
@@ -97,12 +97,12 @@ def select_frames(path, index: str | None = None, check=None) -> list:
         raise InputError(path, "holds no frames")
     if isinstance(selection, int):
         if not -count <= selection < count:
-            raise InputError("--index", f"frame {selection} does not exist: {path} has {count} frame(s)")
+            raise InputError("index", f"frame {selection} does not exist: {path} has {count} frame(s)")
         chosen = [selection % count]
     else:
         chosen = list(range(count))[selection]
         if not chosen:
-            raise InputError("--index", f"selects no frame of the {count} in {path}")
+            raise InputError("index", f"selects no frame of the {count} in {path}")
     if check is not None:
         wanted = set(chosen)
         for n, atoms in iter_file(path):

@@ -234,7 +234,7 @@ def _poscar(path, frac):
     [
         ("moved", "is a pw.x run of another structure than POSCAR: atom 2 (Si) sits 0.0768 A from where the structure has it"),
         ("fewer", "another structure than POSCAR: 2 atoms, the structure 1"),
-        ("spin", "spin-polarised run (nspin = 2): give a magnetisation model with --spin-model"),
+        ("spin", "spin-polarised run (nspin = 2): give a magnetisation model too"),
         ("missing", "no such pw.x save folder"),
     ],
 )
@@ -308,5 +308,5 @@ def test_spin_save_gets_total_and_magnetization(qe, shipped, tmp_path):
     assert r.magnetization == pytest.approx(r.electrons_predicted, rel=1e-12)
     mag = cd.to_grid((18, 18, 18))[1]
     assert mag.mean() * atoms.get_volume() == pytest.approx(r.electrons_predicted, rel=1e-9)
-    with pytest.raises(InputError, match=r"not spin-polarised \(nspin = 1\): drop --spin-model"):
+    with pytest.raises(InputError, match=r"not spin-polarised \(nspin = 1\): drop the magnetisation model"):
         predict_into_qe_save([shipped, shipped], atoms, qe["work"] / "out" / "start.save")

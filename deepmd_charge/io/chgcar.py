@@ -240,20 +240,20 @@ def _parse_header(lines, path: Path, elements=None):
     if not tokens:
         raise malformed(i, "the species names (VASP 5) or the atom counts (VASP 4)")
     if _is_int_line(tokens):  # VASP 4: no species line
-        species, origin = (list(elements), "--elements") if elements else (None, None)
+        species, origin = (list(elements), "the given elements") if elements else (None, None)
         if species is None:
             species, found = _species_from_poscar_beside(path)
             origin = f"the species line of {found}"
         if species is None:
             raise InputError(
                 path,
-                "VASP 4 header without a species line: give the elements with --elements "
-                "(e.g. --elements Si O) or put the POSCAR next to it",
+                "VASP 4 header without a species line: give the elements (e.g. elements=['Si', 'O']) "
+                "or put the POSCAR next to it",
             )
     else:
         species, origin = [_element(t) for t in tokens], "the species line (line 6)"
         if elements:
-            species, origin = list(elements), "--elements"
+            species, origin = list(elements), "the given elements"
         i += 1
         tokens = line(i).split()
     if not _is_int_line(tokens):
