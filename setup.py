@@ -23,7 +23,13 @@ setup(
     ],
     extras_require={
         "mpi": ["mpi4py", "mpich"],
-        "test": ["pytest", "hypothesis", "mpi4py", "mpich"],
+        "test": [
+            "pytest",
+            "hypothesis",
+            "mpi4py",
+            "mpich",
+            "ruff==0.17.6",
+        ],  # tests/test_lint.py: one ruff, one formatting
     },
     entry_points={
         "deepmd": ["charge = deepmd_charge.entrypoint"],  # loaded by the TF backend (dp --tf train, freeze)

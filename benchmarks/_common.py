@@ -12,5 +12,7 @@ def sh(cmd, cwd=None, env=None, both: bool = False, label: str = "", tail: int =
     cmd = [str(c) for c in cmd]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if proc.returncode:
-        sys.exit(f"{label + ': ' if label else ''}{' '.join(cmd)} failed:\n{proc.stdout[-tail:]}\n{proc.stderr[-tail:]}")
+        sys.exit(
+            f"{label + ': ' if label else ''}{' '.join(cmd)} failed:\n{proc.stdout[-tail:]}\n{proc.stderr[-tail:]}"
+        )
     return proc.stdout + proc.stderr if both else proc.stdout

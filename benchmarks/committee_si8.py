@@ -42,11 +42,25 @@ def member_input(seed: int, steps: int, radial_basis, systems="data", rcut: floa
     return {
         "model": {
             "type_map": ["Si", "X"],
-            "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": rcut, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": seed},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": [40, 0],
+                "rcut": rcut,
+                "rcut_smth": 0.5,
+                "neuron": [16, 32, 64],
+                "axis_neuron": 8,
+                "seed": seed,
+            },
             "fitting_net": fitting,
         },
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
-        "training": {"training_data": {"systems": systems}, "numb_steps": steps, "disp_freq": 500, "save_freq": steps, "seed": seed},
+        "training": {
+            "training_data": {"systems": systems},
+            "numb_steps": steps,
+            "disp_freq": 500,
+            "save_freq": steps,
+            "seed": seed,
+        },
     }
 
 
@@ -57,7 +71,22 @@ def train_member(work: Path, chgcars, seed: int, steps: int, radial_basis, point
     if model.exists():
         return model, float((work / "seconds").read_text()) if (work / "seconds").exists() else float("nan")
     t0 = time.perf_counter()
-    sh([sys.executable, "-m", "deepmd_charge.cli", "convert", *chgcars, "-o", "data", "--points", points, "--seed", 10 + seed], work)
+    sh(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "convert",
+            *chgcars,
+            "-o",
+            "data",
+            "--points",
+            points,
+            "--seed",
+            10 + seed,
+        ],
+        work,
+    )
     (work / "input.json").write_text(json.dumps(member_input(seed, steps, radial_basis, rcut=rcut), indent=1))
     sh(["dp", "--tf", "train", "input.json"], work)
     sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
@@ -88,7 +117,9 @@ def main():
     parser.add_argument("--radial-basis", type=int, default=None)
     parser.add_argument("--vary-rcut", action="store_true", help=f"members also differ in rcut ({RCUTS})")
     parser.add_argument("--pool", default=None, help="more test structures (benchmarks/make_si8_pool.py DIR)")
-    parser.add_argument("--slice", type=Path, default=None, help="picture: DFT | committee | error | |error| | deviation of --slice-of")
+    parser.add_argument(
+        "--slice", type=Path, default=None, help="picture: DFT | committee | error | |error| | deviation of --slice-of"
+    )
     parser.add_argument("--slice-of", default="rattled_c", help="test structure of the picture (default rattled_c)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -104,21 +135,48 @@ def main():
         print(f"member {i}: {seconds:.0f} s (convert + train + freeze)", flush=True)
     names = list(found)
     result = test_committee(models, [found[n] for n in names], work / "committee.json", work)
-    singles = [test_committee([m], [found[n] for n in names], work / f"single{i}.json", work) for i, m in enumerate(models)]
-    print(f"\ntrain {args.train}, {args.members} members, {args.steps} steps, radial_basis {args.radial_basis if args.radial_basis is not None else 'default'}, "
-          f"rcut {[RCUTS[i % len(RCUTS)] for i in range(args.members)] if args.vary_rcut else 4.0}")
-    print(f"{'test':12s} {'NMAE mean':>10s} {'NMAE members':>13s} {'MAE':>9s} {'mean dev':>9s} {'dev/MAE':>8s} {'spearman':>9s} {'worst1%@top5%':>14s}")
+    singles = [
+        test_committee([m], [found[n] for n in names], work / f"single{i}.json", work) for i, m in enumerate(models)
+    ]
+    print(
+        f"\ntrain {args.train}, {args.members} members, {args.steps} steps, radial_basis "
+        f"{args.radial_basis if args.radial_basis is not None else 'default'}, "
+        f"rcut {[RCUTS[i % len(RCUTS)] for i in range(args.members)] if args.vary_rcut else 4.0}"
+    )
+    print(
+        f"{'test':12s} {'NMAE mean':>10s} {'NMAE members':>13s} {'MAE':>9s} {'mean dev':>9s} {'dev/MAE':>8s} "
+        f"{'spearman':>9s} {'worst1%@top5%':>14s}"
+    )
     for n, r, *ss in zip(names, result["inputs"], *[s["inputs"] for s in singles]):
         member_nmae = sum(s["nmae"] for s in ss) / len(ss)
-        print(f"{n:12s} {100 * r['nmae']:9.2f}% {100 * member_nmae:12.2f}% {r['mae']:9.2e} {r['dev_mean']:9.2e} {r['dev_err_ratio']:8.2f} {r['spearman']:9.3f} {100 * r['worst_in_top_dev']:13.1f}%")
+        print(
+            f"{n:12s} {100 * r['nmae']:9.2f}% {100 * member_nmae:12.2f}% {r['mae']:9.2e} {r['dev_mean']:9.2e} "
+            f"{r['dev_err_ratio']:8.2f} {r['spearman']:9.3f} {100 * r['worst_in_top_dev']:13.1f}%"
+        )
     o = result["overall"]
-    print(f"{'overall':12s} {100 * o['nmae']:9.2f}% {'':13s} {o['mae']:9.2e} {o['dev_mean']:9.2e} {o['dev_err_ratio']:8.2f} {o['spearman']:9.3f} {100 * o['worst_in_top_dev']:13.1f}%")
+    print(
+        f"{'overall':12s} {100 * o['nmae']:9.2f}% {'':13s} {o['mae']:9.2e} {o['dev_mean']:9.2e} "
+        f"{o['dev_err_ratio']:8.2f} {o['spearman']:9.3f} {100 * o['worst_in_top_dev']:13.1f}%"
+    )
     from deepmd_charge.metrics import rank_correlation
 
     by_structure = rank_correlation([r["mae"] for r in result["inputs"]], [r["dev_mean"] for r in result["inputs"]])
     print(f"structures: Spearman of mean deviation and MAE over the {len(names)} test structures {by_structure:.3f}")
     if args.slice:
-        sh([sys.executable, "-m", "deepmd_charge.cli", "test", *models, found[args.slice_of], "--slice", args.slice.resolve(), "--quiet"], work)
+        sh(
+            [
+                sys.executable,
+                "-m",
+                "deepmd_charge.cli",
+                "test",
+                *models,
+                found[args.slice_of],
+                "--slice",
+                args.slice.resolve(),
+                "--quiet",
+            ],
+            work,
+        )
         print(f"wrote {args.slice}")
 
 

@@ -33,7 +33,10 @@ def main() -> None:
     refs = [("GPAW", DFT / name / "CHGCAR.gz") for name in ("rattled_b", "perfect", "rattled_c")]
     refs += [("QE", Path(args.qe) / name / "CHGCAR.gz") for name in ("perfect", "rattled_1", "rattled_2", "rattled_3")]
     print(f"model {args.model} (trained on GPAW rattled_a)")
-    print(f"{'code':5s} {'reference':28s} {'NMAE':>7s} {'near nuclei':>12s} {'elsewhere':>10s} {'ratio':>6s} {'R^2':>7s}  electrons pred/DFT  warnings")
+    print(
+        f"{'code':5s} {'reference':28s} {'NMAE':>7s} {'near nuclei':>12s} {'elsewhere':>10s} {'ratio':>6s} "
+        f"{'R^2':>7s}  electrons pred/DFT  warnings"
+    )
     for code, path in refs:
         if not path.exists():
             print(f"{code:5s} {path}: missing")
@@ -42,8 +45,11 @@ def main() -> None:
         warnings = reference_warnings(result)
         m = result["metrics"]
         near, far = m["nmae_near_nuclei"], m["nmae_elsewhere"]
-        print(f"{code:5s} {path.parent.name:28s} {100 * m['nmae']:6.2f}% {100 * near:11.1f}% {100 * far:9.2f}% {near / far:6.1f} {m['r2']:7.4f}  "
-              f"{m['electrons_pred']:.3f}/{m['electrons_ref']:.3f}  {len(warnings)}")
+        print(
+            f"{code:5s} {path.parent.name:28s} {100 * m['nmae']:6.2f}% {100 * near:11.1f}% {100 * far:9.2f}% "
+            f"{near / far:6.1f} {m['r2']:7.4f}  "
+            f"{m['electrons_pred']:.3f}/{m['electrons_ref']:.3f}  {len(warnings)}"
+        )
 
 
 if __name__ == "__main__":

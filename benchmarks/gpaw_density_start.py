@@ -46,7 +46,10 @@ def main():
         dens = dft.density
         if mode == "CHGCAR-like":
             dd = dft.densities()
-            ghat = (dd.pseudo_densities(add_compensation_charges=True).data[0] - dd.pseudo_densities(add_compensation_charges=False).data[0]) * Bohr**3
+            ghat = (
+                dd.pseudo_densities(add_compensation_charges=True).data[0]
+                - dd.pseudo_densities(add_compensation_charges=False).data[0]
+            ) * Bohr**3
             dens.nt_sR.data[0] = chgcar_like - ghat
         else:
             dens.nt_sR.data[:] = nt

@@ -21,7 +21,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    import numpy as np
     from ase.build import bulk
     from deepmd.tf.env import tf
 
@@ -49,7 +48,9 @@ def main():
     with s.graph.as_default():
         init = [tf.placeholder(a.dtype, a.shape) for a in got[:3]]
         held = [tf.Variable(p, trainable=False) for p in init]
-        clone = kernel.charge_descriptor(*held, *[tf.constant(a) for a in got[3:]], sel=op.get_attr("sel"), axis=op.get_attr("axis"))
+        clone = kernel.charge_descriptor(
+            *held, *[tf.constant(a) for a in got[3:]], sel=op.get_attr("sel"), axis=op.get_attr("axis")
+        )
         first = [tf.reduce_sum(clone[0][:, :1]), tf.reduce_sum(clone[1])]
     plain_run(tf.variables_initializer(held), dict(zip(init, got[:3])))
     plain_run(first)
@@ -59,7 +60,9 @@ def main():
         plain_run(first)
         best = min(best, time.perf_counter() - t)
     npts = got[0].shape[0]
-    print(f"{args.model}: ChargeDescriptor on {npts} points, {args.threads} threads: {best * 1e3:.2f} ms, {best / npts * 1e6:.3f} us/point")
+    print(
+        f"{args.model}: ChargeDescriptor on {npts} points, {args.threads} threads: {best * 1e3:.2f} ms, {best / npts * 1e6:.3f} us/point"
+    )
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def random_rotation(rng) -> np.ndarray:
 
 def water(seed: int, n_side: int = 2, density: float = 1.0) -> Atoms:
     """n_side^3 water molecules in a cubic box at `density` g/cm^3."""
-    n_mol = n_side ** 3
+    n_mol = n_side**3
     mass = n_mol * (ase.data.atomic_masses[8] + 2 * ase.data.atomic_masses[1])  # amu
     box = (mass * ase.units._amu * 1e3 / density * 1e24) ** (1 / 3)  # g / (g/cm^3) -> A^3 -> A
     half = np.radians(HOH) / 2
@@ -198,8 +198,11 @@ def make(material: str, name: str, out: Path, force: bool, seed: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atoms = build(seed)
     n_valence = sum(VALENCE[s] for s in atoms.get_chemical_symbols())
-    print(f"{material}/{name}: {atoms.get_chemical_formula()}, {len(atoms)} atoms, "
-          f"V = {atoms.get_volume():.2f} A^3, {n_valence} valence electrons", flush=True)
+    print(
+        f"{material}/{name}: {atoms.get_chemical_formula()}, {len(atoms)} atoms, "
+        f"V = {atoms.get_volume():.2f} A^3, {n_valence} valence electrons",
+        flush=True,
+    )
     atoms.calc = GPAW(**settings, xc="PBE", occupations=FermiDirac(0.1), txt=str(folder / "gpaw.txt"))
     start = time.perf_counter()
     energy = atoms.get_potential_energy()
@@ -208,38 +211,54 @@ def make(material: str, name: str, out: Path, force: bool, seed: int) -> None:
     volume = atoms.get_volume()
     electrons = rho.mean() * volume
     neg = rho < 0
-    print(f"  SCF {t_scf:.1f} s, E = {energy:.4f} eV, grid {rho.shape} (spacing "
-          f"{np.round(np.linalg.norm(atoms.cell[:], axis=1) / rho.shape, 4).tolist()} A), electrons {electrons:.6f}\n"
-          f"  rho min {rho.min():.4f}  max {rho.max():.4f}  mean {rho.mean():.5f} e/A^3; "
-          f"{neg.mean() * 100:.2f} % of points negative, holding {rho[neg].sum() * volume / rho.size:.3f} e",
-          flush=True)
+    print(
+        f"  SCF {t_scf:.1f} s, E = {energy:.4f} eV, grid {rho.shape} (spacing "
+        f"{np.round(np.linalg.norm(atoms.cell[:], axis=1) / rho.shape, 4).tolist()} A), electrons {electrons:.6f}\n"
+        f"  rho min {rho.min():.4f}  max {rho.max():.4f}  mean {rho.mean():.5f} e/A^3; "
+        f"{neg.mean() * 100:.2f} % of points negative, holding {rho[neg].sum() * volume / rho.size:.3f} e",
+        flush=True,
+    )
     gpaw_count = atoms.calc.get_number_of_electrons()
     if abs(electrons - n_valence) > 1e-3 or gpaw_count != n_valence:
-        raise RuntimeError(f"{material}/{name}: density integrates to {electrons:.6f} electrons, "
-                           f"expected {n_valence} (GPAW counts {gpaw_count})")
+        raise RuntimeError(
+            f"{material}/{name}: density integrates to {electrons:.6f} electrons, "
+            f"expected {n_valence} (GPAW counts {gpaw_count})"
+        )
 
     (folder / "POSCAR").write_text(format_poscar(atoms))
     write_chgcar(chgcar, atoms, rho, title=f"{title} {name} GPAW {gpaw.__version__} PBE valence pseudo density")
     back = read_chgcar(chgcar)
     poscar = read(folder / "POSCAR", format="vasp")
-    if (back.shape != rho.shape or np.abs(back.total - rho).max() > 1e-8 * np.abs(rho).max()
-            or abs(back.electrons() - n_valence) > 1e-3
-            or poscar.get_chemical_symbols() != atoms.get_chemical_symbols()
-            or np.abs(poscar.positions - atoms.positions).max() > 1e-8):
+    if (
+        back.shape != rho.shape
+        or np.abs(back.total - rho).max() > 1e-8 * np.abs(rho).max()
+        or abs(back.electrons() - n_valence) > 1e-3
+        or poscar.get_chemical_symbols() != atoms.get_chemical_symbols()
+        or np.abs(poscar.positions - atoms.positions).max() > 1e-8
+    ):
         raise RuntimeError(f"{chgcar}: read-back check failed")
-    print(f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.1f} MB), read back; "
-          f"{time.perf_counter() - start:.1f} s in all", flush=True)
+    print(
+        f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.1f} MB), read back; "
+        f"{time.perf_counter() - start:.1f} s in all",
+        flush=True,
+    )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("materials", nargs="*", metavar="MATERIAL",
-                        help=f"materials to make (default all: {', '.join(MATERIALS)})")
+    parser.add_argument(
+        "materials", nargs="*", metavar="MATERIAL", help=f"materials to make (default all: {', '.join(MATERIALS)})"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/materials"), help="output folder (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="recompute existing CHGCAR.gz files")
-    parser.add_argument("--water-extra", type=int, default=0, metavar="N",
-                        help="also make N more water configurations for training on several structures: "
-                             "rattled_c, rattled_d, ... (seeds 3, 4, ...; default 0)")
+    parser.add_argument(
+        "--water-extra",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also make N more water configurations for training on several structures: "
+        "rattled_c, rattled_d, ... (seeds 3, 4, ...; default 0)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.materials) - set(MATERIALS))
     if unknown:

@@ -70,7 +70,9 @@ def run(name, root: Path):
     t0 = time.perf_counter()
     atoms.calc = GPAW(**make_data.GPAW_SETTINGS, txt=str(out / "gpaw.txt"))
     atoms.get_potential_energy()
-    rho = np.ascontiguousarray(atoms.calc.get_pseudo_density(gridrefinement=make_data.GRID_REFINEMENT), dtype=np.float64)
+    rho = np.ascontiguousarray(
+        atoms.calc.get_pseudo_density(gridrefinement=make_data.GRID_REFINEMENT), dtype=np.float64
+    )
     make_data.check_grid_origin(atoms.calc, atoms, rho.shape)
     nel = rho.mean() * atoms.get_volume()
     if abs(nel - 4 * len(atoms)) > 1e-3:

@@ -41,7 +41,13 @@ PAPER = {
 }
 #: training structures beyond rattled_a, in the order make_materials.py --water-extra makes them
 EXTRA = [f"rattled_{c}" for c in "cdefghijklmnopqrstuvwxyz"]
-LABEL = {"si64": "Si64 crystal, rattled 0.05 A", "al_slab": "Al(111) slab, 16 atoms + vacuum", "water": "8 H2O liquid box", "water_fine": "8 H2O liquid box, 72^3 grid (0.086 A)", "almg": "Al24Mg8 fcc alloy"}
+LABEL = {
+    "si64": "Si64 crystal, rattled 0.05 A",
+    "al_slab": "Al(111) slab, 16 atoms + vacuum",
+    "water": "8 H2O liquid box",
+    "water_fine": "8 H2O liquid box, 72^3 grid (0.086 A)",
+    "almg": "Al24Mg8 fcc alloy",
+}
 
 
 def model_input(type_map, steps, type_embedding=False, lr_staircase=False, start_lr=0.005):
@@ -54,11 +60,25 @@ def model_input(type_map, steps, type_embedding=False, lr_staircase=False, start
     inp = {
         "model": {
             "type_map": type_map,
-            "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0, "rcut_smth": 0.5, "neuron": [25, 50, 100], "axis_neuron": 16, "seed": 1},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": "auto",
+                "rcut": 5.0,
+                "rcut_smth": 0.5,
+                "neuron": [25, 50, 100],
+                "axis_neuron": 16,
+                "seed": 1,
+            },
             "fitting_net": {"type": "charge", "seed": 1},
         },
         "learning_rate": {"type": "exp", "start_lr": start_lr, "stop_lr": 1e-5, "smooth": True},
-        "training": {"training_data": {"systems": "data"}, "numb_steps": steps, "disp_freq": max(100, steps // 20), "save_freq": steps, "seed": 1},
+        "training": {
+            "training_data": {"systems": "data"},
+            "numb_steps": steps,
+            "disp_freq": max(100, steps // 20),
+            "save_freq": steps,
+            "seed": 1,
+        },
     }
     if lr_staircase:
         # the schedule before issue 17: DeePMD-kit's default decay_steps 5000, one drop at step 5000 of
@@ -92,8 +112,18 @@ def training_files(name: str, data: Path, n_structures: int) -> list[Path]:
     return [data / name / s / "CHGCAR.gz" for s in ["rattled_a", *EXTRA[: n_structures - 1]]]
 
 
-def run_material(name: str, data: Path, work: Path, steps: int, images: Path | None, reuse: bool = False,
-                 n_structures: int = 1, type_embedding: bool = False, lr_staircase: bool = False, start_lr: float = 0.005) -> dict:
+def run_material(
+    name: str,
+    data: Path,
+    work: Path,
+    steps: int,
+    images: Path | None,
+    reuse: bool = False,
+    n_structures: int = 1,
+    type_embedding: bool = False,
+    lr_staircase: bool = False,
+    start_lr: float = 0.005,
+) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
     trains, test = training_files(name, data, n_structures), data / name / "rattled_b" / "CHGCAR.gz"
@@ -126,8 +156,17 @@ def run_material(name: str, data: Path, work: Path, steps: int, images: Path | N
     sh(["dp-charge", "test", "model.pb", str(test), str(train), "--json", "metrics.json", "--quiet", *extra], work)
     m = json.loads((work / "metrics.json").read_text())
     prior, final = prior_and_final(work)
-    return {"name": name, "test": m["inputs"][0], "train": m["inputs"][1], "seconds": seconds, "steps": steps, "prior": prior, "final": final,
-            "structures": n_structures, "type_embedding": type_embedding}
+    return {
+        "name": name,
+        "test": m["inputs"][0],
+        "train": m["inputs"][1],
+        "seconds": seconds,
+        "steps": steps,
+        "prior": prior,
+        "final": final,
+        "structures": n_structures,
+        "type_embedding": type_embedding,
+    }
 
 
 def main():
@@ -137,15 +176,36 @@ def main():
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--only", nargs="+", choices=list(PAPER), default=list(PAPER))
     parser.add_argument("--images", type=Path, default=None, help="write parity_<name>.png and slice_<name>.png here")
-    parser.add_argument("--reuse", action="store_true", help="score models already trained in --workdir with the same input")
-    parser.add_argument("--train-structures", type=int, default=1, metavar="K",
-                        help="train on rattled_a plus K-1 extra configurations rattled_c, rattled_d, ... "
-                             "(make_materials.py --water-extra K-1; default 1)")
-    parser.add_argument("--type-embedding", action="store_true",
-                        help="se_e2_a with DeePMD-kit's type embedding (radial basis off); trains in <workdir>/<material>_tebd")
-    parser.add_argument("--lr-staircase", action="store_true",
-                        help="the learning-rate schedule before issue 17 (decay_steps 5000: one drop at step 5000); trains in <workdir>/<material>..._stair")
-    parser.add_argument("--start-lr", type=float, default=0.005, help="start_lr (default %(default)s; other values train in <workdir>/<material>..._lr<value>)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="score models already trained in --workdir with the same input"
+    )
+    parser.add_argument(
+        "--train-structures",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train on rattled_a plus K-1 extra configurations rattled_c, rattled_d, ... "
+        "(make_materials.py --water-extra K-1; default 1)",
+    )
+    parser.add_argument(
+        "--type-embedding",
+        action="store_true",
+        help="se_e2_a with DeePMD-kit's type embedding (radial basis off); trains in <workdir>/<material>_tebd",
+    )
+    parser.add_argument(
+        "--lr-staircase",
+        action="store_true",
+        help=(
+            "the learning-rate schedule before issue 17 (decay_steps 5000: one drop at step 5000); trains in "
+            "<workdir>/<material>..._stair"
+        ),
+    )
+    parser.add_argument(
+        "--start-lr",
+        type=float,
+        default=0.005,
+        help="start_lr (default %(default)s; other values train in <workdir>/<material>..._lr<value>)",
+    )
     args = parser.parse_args()
     k = args.train_structures
     if not 1 <= k <= 1 + len(EXTRA):
@@ -155,17 +215,37 @@ def main():
         sys.exit(f"{args.data}: no DFT data for {missing}; run benchmarks/make_materials.py --out {args.data}")
     short = [n for n in args.only if not all(f.exists() for f in training_files(n, args.data, k))]
     if short:
-        sys.exit(f"{args.data}: fewer than {k} training structures for {short}; run "
-                 f"benchmarks/make_materials.py --out {args.data} {' '.join(short)} --water-extra {k - 1}"
-                 " (extra configurations exist for water only)")
+        sys.exit(
+            f"{args.data}: fewer than {k} training structures for {short}; run "
+            f"benchmarks/make_materials.py --out {args.data} {' '.join(short)} --water-extra {k - 1}"
+            " (extra configurations exist for water only)"
+        )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tebd = ("_tebd" if args.type_embedding else "") + ("_stair" if args.lr_staircase else "")
     tebd += "" if args.start_lr == 0.005 else f"_lr{args.start_lr:g}"
-    rows = [run_material(n, args.data, args.workdir / ((n if k == 1 else f"{n}_train{k}") + tebd), args.steps, args.images,
-                         args.reuse, k, args.type_embedding, args.lr_staircase, args.start_lr) for n in args.only]
-    trained_on = "rattled_a" if k == 1 else f"{k} structures (rattled_a, {', '.join(EXTRA[:k - 1])})"
-    print(f"\nTrained on {trained_on}, {args.steps} steps each, {os.cpu_count()} cores; scored on the full grid of rattled_b (unseen)\n")
-    print("| system | MAE (e/A^3) | NMAE | R^2 | electrons: model vs DFT | MAE on the training structure | paper's MAE | training (min) | prior's MAE -> final training MAE |")
+    rows = [
+        run_material(
+            n,
+            args.data,
+            args.workdir / ((n if k == 1 else f"{n}_train{k}") + tebd),
+            args.steps,
+            args.images,
+            args.reuse,
+            k,
+            args.type_embedding,
+            args.lr_staircase,
+            args.start_lr,
+        )
+        for n in args.only
+    ]
+    trained_on = "rattled_a" if k == 1 else f"{k} structures (rattled_a, {', '.join(EXTRA[: k - 1])})"
+    print(
+        f"\nTrained on {trained_on}, {args.steps} steps each, {os.cpu_count()} cores; scored on the full grid of rattled_b (unseen)\n"
+    )
+    print(
+        "| system | MAE (e/A^3) | NMAE | R^2 | electrons: model vs DFT | MAE on the training structure | paper's MAE "
+        "| training (min) | prior's MAE -> final training MAE |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, tr = r["test"], r["train"]
@@ -174,8 +254,11 @@ def main():
         label += ", type embedding (radial basis off)" if r["type_embedding"] else ""
         label += ", lr staircase (decay_steps 5000)" if args.lr_staircase else ""
         label += "" if args.start_lr == 0.005 else f", start_lr {args.start_lr:g}"
-        print(f"| {label} | {t['mae']:.2e} | {100 * t['nmae']:.2f}% | {t['r2']:.5f} | {t['electrons_pred']:.3f} vs {t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
-              f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} | {r['prior']:.2e} -> {r['final']:.2e} |")
+        print(
+            f"| {label} | {t['mae']:.2e} | {100 * t['nmae']:.2f}% | {t['r2']:.5f} | {t['electrons_pred']:.3f} vs "
+            f"{t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
+            f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} | {r['prior']:.2e} -> {r['final']:.2e} |"
+        )
 
 
 if __name__ == "__main__":

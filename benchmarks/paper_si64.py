@@ -31,12 +31,26 @@ PAPER_MAE = {"one": "6.7e-4 (crystalline Si, one structure)", "all": "< 4e-3 (am
 INPUT = {
     "model": {
         "type_map": ["Si", "Prob"],
-        "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0, "rcut_smth": 0.5, "neuron": [25, 50, 100], "axis_neuron": 16, "seed": 1},
+        "descriptor": {
+            "type": "se_e2_a",
+            "sel": [40, 0],
+            "rcut": 5.0,
+            "rcut_smth": 0.5,
+            "neuron": [25, 50, 100],
+            "axis_neuron": 16,
+            "seed": 1,
+        },
         "fitting_net": {"type": "charge", "neuron": [240, 240, 240], "seed": 1},
     },
     "loss": {"type": "charge", "loss_func": "mae", "label": "atom_ener"},
     "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
-    "training": {"training_data": {"systems": "train", "batch_size": 1}, "numb_steps": 1000, "disp_freq": 1000, "save_freq": 1000, "seed": 1},
+    "training": {
+        "training_data": {"systems": "train", "batch_size": 1},
+        "numb_steps": 1000,
+        "disp_freq": 1000,
+        "save_freq": 1000,
+        "seed": 1,
+    },
 }
 
 
@@ -70,7 +84,9 @@ def train(work: Path, steps: int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["one", "all"], help="train on set.001 only, or on all ten training structures")
+    parser.add_argument(
+        "which", choices=["one", "all"], help="train on set.001 only, or on all ten training structures"
+    )
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default 25 for one, 55 for all)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/paper_si64"))
     parser.add_argument("--ship", type=Path, default=None, help="copy model.pb, input.json and lcurve.out here")
@@ -92,19 +108,43 @@ def main():
     per_step = max((probe2 - probe) / 200, 1e-3)
     overhead = probe - 200 * per_step
     steps = int((minutes * 60 - overhead) / per_step) // 100 * 100
-    print(f"timing: {per_step * 1000:.1f} ms/step, {overhead:.0f} s start-up -> {steps} steps for {minutes} min", flush=True)
+    print(
+        f"timing: {per_step * 1000:.1f} ms/step, {overhead:.0f} s start-up -> {steps} steps for {minutes} min",
+        flush=True,
+    )
     seconds = train(work, steps)
     sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
     systems = [str(work / "val" / s) for s in val_sets]
-    sh(["dp-charge", "test", "model.pb", *systems, "--json", "metrics.json", "--plot", "parity.png", "--label", "atom_ener", "--quiet"], work)
+    sh(
+        [
+            "dp-charge",
+            "test",
+            "model.pb",
+            *systems,
+            "--json",
+            "metrics.json",
+            "--plot",
+            "parity.png",
+            "--label",
+            "atom_ener",
+            "--quiet",
+        ],
+        work,
+    )
     m = json.loads((work / "metrics.json").read_text())
-    print(f"\nTrained on {len(train_sets)} structure(s) ({', '.join(train_sets)}): {steps} steps, {seconds / 60:.1f} min wall on {os.cpu_count()} cores")
+    print(
+        f"\nTrained on {len(train_sets)} structure(s) ({', '.join(train_sets)}): {steps} steps, {seconds / 60:.1f} "
+        f"min wall on {os.cpu_count()} cores"
+    )
     print(f"paper's MAE for comparison: {PAPER_MAE[args.which]} e/A^3\n")
     print("| validation structure | points | MAE (e/A^3) | RMSE | NMAE | max abs err | R^2 |")
     print("|---|---|---|---|---|---|---|")
     for item in m["inputs"] + [{"name": "all", **m["overall"]}]:
         name = Path(item["name"]).name
-        print(f"| {name} | {item['points']} | {item['mae']:.2e} | {item['rmse']:.2e} | {100 * item['nmae']:.2f}% | {item['max_abs_err']:.3f} | {item['r2']:.4f} |")
+        print(
+            f"| {name} | {item['points']} | {item['mae']:.2e} | {item['rmse']:.2e} | {100 * item['nmae']:.2f}% | "
+            f"{item['max_abs_err']:.3f} | {item['r2']:.4f} |"
+        )
     if args.ship:
         args.ship.mkdir(parents=True, exist_ok=True)
         for name in ("model.pb", "input.json", "lcurve.out", "parity.png"):

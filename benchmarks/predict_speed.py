@@ -27,13 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import sh
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +40,15 @@ DFT = ROOT / "examples" / "silicon" / "dft"
 MODEL_INPUT = {
     "model": {
         "type_map": ["Si", "X"],
-        "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 5.0, "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8, "seed": 1},
+        "descriptor": {
+            "type": "se_e2_a",
+            "sel": [40, 0],
+            "rcut": 5.0,
+            "rcut_smth": 0.5,
+            "neuron": [16, 32, 64],
+            "axis_neuron": 8,
+            "seed": 1,
+        },
         "fitting_net": {"type": "charge", "neuron": [64, 64, 64], "radial_neuron": [16, 32], "seed": 1},
     },
     "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-4, "smooth": True},
@@ -62,7 +68,21 @@ def make_models(work: Path) -> dict:
         if stale or not (d / "model.pb").exists():  # a workdir of another model definition: retrain
             for old in work.glob(f"{prec}-compressed*.pb"):
                 old.unlink()
-            sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--overwrite", "--points", "20000", "--seed", "0"], d)
+            sh(
+                [
+                    "dp-charge",
+                    "convert",
+                    str(DFT / "rattled_a" / "CHGCAR.gz"),
+                    "-o",
+                    "data",
+                    "--overwrite",
+                    "--points",
+                    "20000",
+                    "--seed",
+                    "0",
+                ],
+                d,
+            )
             (d / "input.json").write_text(json.dumps(inp))
             sh(["dp", "--tf", "train", "input.json"], d)
             sh(["dp", "--tf", "freeze", "-o", "model.pb"], d)
@@ -72,8 +92,9 @@ def make_models(work: Path) -> dict:
 
 def mean_neighbours(atoms, rcut: float, npoints: int = 20000) -> float:
     """Average number of atoms within rcut of a random point of the (periodic) cell."""
-    from deepmd_charge.grid import periodic_images
     from scipy.spatial import cKDTree
+
+    from deepmd_charge.grid import periodic_images
 
     pos, _ = periodic_images(atoms, rcut)
     pts = np.random.default_rng(0).random((npoints, 3)) @ atoms.cell[:]
@@ -116,7 +137,19 @@ def matmul_gflops(threads: int) -> float:
 def predict_case(model: Path, atoms_file: Path, grid, threads: int, out: Path, repeats: int = 2) -> dict:
     """`dp-charge predict` in a fresh process, `repeats` times: the fastest run's points/s (as the
     command prints it: prediction and writing), and the largest peak RSS of those processes."""
-    cmd = ["dp-charge", "predict", str(model), str(atoms_file), "-o", str(out), "--grid", *map(str, grid), "--quiet", "--threads", str(threads)]
+    cmd = [
+        "dp-charge",
+        "predict",
+        str(model),
+        str(atoms_file),
+        "-o",
+        str(out),
+        "--grid",
+        *map(str, grid),
+        "--quiet",
+        "--threads",
+        str(threads),
+    ]
     code = (
         "import resource, subprocess, sys, time\n"
         f"t = time.perf_counter(); p = subprocess.run({cmd!r}, capture_output=True, text=True); dt = time.perf_counter() - t\n"
@@ -132,7 +165,15 @@ def predict_case(model: Path, atoms_file: Path, grid, threads: int, out: Path, r
             sys.exit(text)
         inner = next(line for line in text.splitlines() if line.startswith("grid "))
         seconds = float(inner.split(" in ")[1].split(" s")[0])
-        runs.append({"points": npts, "predict_s": seconds, "wall_s": float(wall), "points_per_s": npts / seconds, "peak_rss_mb": float(rss)})
+        runs.append(
+            {
+                "points": npts,
+                "predict_s": seconds,
+                "wall_s": float(wall),
+                "points_per_s": npts / seconds,
+                "peak_rss_mb": float(rss),
+            }
+        )
     return {**max(runs, key=lambda r: r["points_per_s"]), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
@@ -193,7 +234,11 @@ def first_layer_rate(model: Path, threads: int, points: int = 16384, repeats: in
     from deepmd_charge import DeepCharge
 
     dc = DeepCharge(model, threads=threads, tabulate=False)
-    names = [n.name for n in dc.session.graph.as_graph_def().node if n.name.startswith("layer_0_type_") and n.name.endswith("/matrix")]
+    names = [
+        n.name
+        for n in dc.session.graph.as_graph_def().node
+        if n.name.startswith("layer_0_type_") and n.name.endswith("/matrix")
+    ]
     w = dc.session.value(names[0])
     b = dc.session.value(names[0].replace("/matrix", "/bias"))
     dc.close()
@@ -259,9 +304,17 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/speedbench"))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="skip the 10^4-atom and 128^3 cases")
-    parser.add_argument("--ceiling", action="store_true", help="only: our 10^6-point rate against the environment op + first layer ceiling")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="only: our 10^6-point rate against the environment op + first layer ceiling",
+    )
     parser.add_argument("--concurrency", action="store_true", help="only: one vs two chunks in flight (Si64, 100^3)")
-    parser.add_argument("--stock-large", action="store_true", help="only: stock DeePMD-kit on Si4096 (float64), against our 100^3 rate there")
+    parser.add_argument(
+        "--stock-large",
+        action="store_true",
+        help="only: stock DeePMD-kit on Si4096 (float64), against our 100^3 rate there",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -273,11 +326,22 @@ def main():
         si4096 = bulk("Si", "diamond", a=5.43, cubic=True).repeat((8, 8, 8))
         path = args.workdir / "Si4096.vasp"
         write(path, si4096, format="vasp", direct=True)
-        ours = predict_case(models["float64"], path, (100, 100, 100), args.threads, args.workdir / "out")["points_per_s"]
-        st = {k: stock_speed(models["float64"], si4096, k, args.threads, repeats=3) for k in (1000, 2000, 4000, 8000, 16000)}
-        print("stock DeePMD-kit DeepDOS.eval, float64 model, Si4096 + N ghosts in one frame (best of 3): "
-              + ", ".join(f"N={k}: {v:,.0f}" for k, v in st.items()) + " points/s")
-        print(f"dp-charge predict, Si4096, 100^3, float64: {ours:,.0f} points/s = {ours / max(st.values()):.1f}x stock's best batch on the same system")
+        ours = predict_case(models["float64"], path, (100, 100, 100), args.threads, args.workdir / "out")[
+            "points_per_s"
+        ]
+        st = {
+            k: stock_speed(models["float64"], si4096, k, args.threads, repeats=3)
+            for k in (1000, 2000, 4000, 8000, 16000)
+        }
+        print(
+            "stock DeePMD-kit DeepDOS.eval, float64 model, Si4096 + N ghosts in one frame (best of 3): "
+            + ", ".join(f"N={k}: {v:,.0f}" for k, v in st.items())
+            + " points/s"
+        )
+        print(
+            f"dp-charge predict, Si4096, 100^3, float64: {ours:,.0f} points/s = {ours / max(st.values()):.1f}x "
+            "stock's best batch on the same system"
+        )
         return
     if args.ceiling:
         from deepmd_charge import DeepCharge
@@ -297,11 +361,16 @@ def main():
             dc.close()
             cli = predict_case(model, path, (100, 100, 100), args.threads, args.workdir / "out")["points_per_s"]
             top = 1.0 / (1.0 / env + 1.0 / layer)
-            print(f"| {prec} | {env:,.0f} | {layer:,.0f} | {top:,.0f} | {ours:,.0f} | {100 * ours / top:.0f}% | {cli:,.0f} | {100 * cli / top:.0f}% |")
+            print(
+                f"| {prec} | {env:,.0f} | {layer:,.0f} | {top:,.0f} | {ours:,.0f} | {100 * ours / top:.0f}% | "
+                f"{cli:,.0f} | {100 * cli / top:.0f}% |"
+            )
         return
     if args.concurrency:
         print("\n| precision | chunks in flight | points/s (Si64, 100^3, best of 3) |\n|---|---|---|")
-        for prec, calls, pps in concurrency_ab(models, bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2)), args.threads):
+        for prec, calls, pps in concurrency_ab(
+            models, bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2)), args.threads
+        ):
             print(f"| {prec} | {calls} | {pps:,.0f} |")
         return
     script = json.loads((args.workdir / "float64" / "input.json").read_text())
@@ -332,28 +401,60 @@ def main():
     layer1 = {prec: first_layer_rate(m, args.threads) for prec, m in models.items()}
     # the issue's ceiling: DeePMD-kit's environment op plus the first fitting layer, nothing else
     op_ceiling = {prec: 1.0 / (1.0 / ceiling[prec] + 1.0 / layer1[prec]) for prec in models}
-    print(f"\nmachine: {os.cpu_count()} cores, {args.threads} threads; fp32 matmul {gflops:.1f} GFLOP/s; model {fpp / 1e6:.3f} MFLOP/point "
-          f"over {neighbours:.1f} real neighbours ({flops_per_point(script, sum(script['model']['descriptor']['sel'])) / 1e6:.3f} over all sel slots)")
+    print(
+        f"\nmachine: {os.cpu_count()} cores, {args.threads} threads; fp32 matmul {gflops:.1f} GFLOP/s; model {fpp / 1e6:.3f} MFLOP/point "
+        f"over {neighbours:.1f} real neighbours "
+        f"({flops_per_point(script, sum(script['model']['descriptor']['sel'])) / 1e6:.3f} over all sel slots)"
+    )
     for prec, st in stock.items():
-        print(f"stock DeePMD-kit DeepDOS.eval, {prec} model, Si64 + N ghosts in one frame (best of 5): " + ", ".join(f"N={k}: {v:,.0f}" for k, v in st.items()) + " points/s")
+        print(
+            f"stock DeePMD-kit DeepDOS.eval, {prec} model, Si64 + N ghosts in one frame (best of 5): "
+            + ", ".join(f"N={k}: {v:,.0f}" for k, v in st.items())
+            + " points/s"
+        )
     for prec, c in ceiling.items():
-        print(f"DeePMD-kit's environment op alone, batched as DeepCharge does, {prec} model, Si64 100^3: {c:,.0f} points/s = {c / max(stock[prec].values()):.1f}x the best stock batch")
+        print(
+            f"DeePMD-kit's environment op alone, batched as DeepCharge does, {prec} model, Si64 100^3: {c:,.0f} "
+            f"points/s = {c / max(stock[prec].values()):.1f}x the best stock batch"
+        )
     for prec in models:
-        print(f"first fitting layer alone, {prec}: {layer1[prec]:,.0f} points/s; environment op + first layer: {op_ceiling[prec]:,.0f} points/s (the ceiling)")
-    print("\n| system | atoms | grid | precision | points/s | peak RSS (MB) | fraction of env op + first layer ceiling | fraction of fp32 matmul ceiling | speed-up over stock (best batch) |")
+        print(
+            f"first fitting layer alone, {prec}: {layer1[prec]:,.0f} points/s; environment op + first layer: "
+            f"{op_ceiling[prec]:,.0f} points/s (the ceiling)"
+        )
+    print(
+        "\n| system | atoms | grid | precision | points/s | peak RSS (MB) | fraction of env op + first layer ceiling "
+        "| fraction of fp32 matmul ceiling | speed-up over stock (best batch) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         frac = r["points_per_s"] * fpp / (gflops * 1e9)
         best_stock = max(stock[r["precision"]].values())
-        print(f"| {r['system']} | {r['atoms']} | {r['grid']} | {r['precision']} | {r['points_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
-              f"{100 * r['points_per_s'] / op_ceiling[r['precision']]:.0f}% | {100 * frac:.1f}% | {r['points_per_s'] / best_stock:.1f}x |")
-    print("\n| model | evaluation | file (MB) | points/s (Si64, 64^3, best of 2) | max abs diff vs plain graph (e/A^3) |")
+        print(
+            f"| {r['system']} | {r['atoms']} | {r['grid']} | {r['precision']} | {r['points_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{100 * r['points_per_s'] / op_ceiling[r['precision']]:.0f}% | {100 * frac:.1f}% | {r['points_per_s'] / best_stock:.1f}x |"
+        )
+    print(
+        "\n| model | evaluation | file (MB) | points/s (Si64, 64^3, best of 2) | max abs diff vs plain graph (e/A^3) |"
+    )
     print("|---|---|---|---|---|")
     for prec, rows_ab in ab.items():
         for name, mb, pps, diff in rows_ab:
             print(f"| {prec} | {name} | {mb:.1f} | {pps:,.0f} | {diff:.1e} |")
     (args.workdir / "results.json").write_text(
-        json.dumps({"rows": rows, "stock": stock, "env_op_ceiling": ceiling, "first_layer": layer1, "op_ceiling": op_ceiling, "gflops": gflops, "flops_per_point": fpp, "graphs": ab}, indent=2)
+        json.dumps(
+            {
+                "rows": rows,
+                "stock": stock,
+                "env_op_ceiling": ceiling,
+                "first_layer": layer1,
+                "op_ceiling": op_ceiling,
+                "gflops": gflops,
+                "flops_per_point": fpp,
+                "graphs": ab,
+            },
+            indent=2,
+        )
     )
 
 

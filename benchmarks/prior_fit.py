@@ -55,8 +55,16 @@ def pair(label: str, trains: list, tests: list, n_test: int) -> list:
     rows = []
     for test in tests:
         ft, yt = features(test, n_test or None, elements, seed=7)
-        rows.append((label, test.parent.name, nmae(np.full_like(yt, labels.mean()), yt), nmae(ft @ w0 + b0, yt),
-                     nmae(ft @ w + b, yt), report))
+        rows.append(
+            (
+                label,
+                test.parent.name,
+                nmae(np.full_like(yt, labels.mean()), yt),
+                nmae(ft @ w0 + b0, yt),
+                nmae(ft @ w + b, yt),
+                report,
+            )
+        )
     return rows
 
 
@@ -64,7 +72,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qe", type=Path, help="make_data_qe.py output folder")
     parser.add_argument("--fresh", type=Path, help="make_data.py --fresh output folder")
-    parser.add_argument("--water", type=Path, help="make_materials.py water_fine folder (rattled_a, rattled_b, rattled_c)")
+    parser.add_argument(
+        "--water", type=Path, help="make_materials.py water_fine folder (rattled_a, rattled_b, rattled_c)"
+    )
     parser.add_argument("--points", type=int, default=20000, help="test points per structure (0: the whole grid)")
     args = parser.parse_args()
     n = args.points
@@ -78,12 +88,22 @@ def main():
         rows += pair("Si8 QE perfect", q("perfect"), q("rattled_1", "rattled_2", "rattled_3"), n)
         rows += pair("Si8 QE rattled_1", q("rattled_1"), q("rattled_2", "rattled_3", "perfect"), n)
     if args.water:
-        rows += pair("8 H2O, 72^3: rattled_a + rattled_c", [args.water / n / "CHGCAR.gz" for n in ("rattled_a", "rattled_c")],
-                     [args.water / "rattled_b" / "CHGCAR.gz"], n)
-    print("\n| trained on | test | NMAE: training mean | prior, ridge 1e-6 + constant (before) | prior, regularised, no constant (now) | ridge chosen | condition number | effective dof |")
+        rows += pair(
+            "8 H2O, 72^3: rattled_a + rattled_c",
+            [args.water / n / "CHGCAR.gz" for n in ("rattled_a", "rattled_c")],
+            [args.water / "rattled_b" / "CHGCAR.gz"],
+            n,
+        )
+    print(
+        "\n| trained on | test | NMAE: training mean | prior, ridge 1e-6 + constant (before) | prior, regularised, no "
+        "constant (now) | ridge chosen | condition number | effective dof |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for label, test, n_mean, n_old, n_new, rep in rows:  # noqa: B007
-        print(f"| {label} | {test} | {100 * n_mean:.1f}% | {100 * n_old:.1f}% | {100 * n_new:.1f}% | {rep.ridge:.0e} | {rep.condition:.1e} | {rep.dof:.1f} of {rep.n_weights} |")
+        print(
+            f"| {label} | {test} | {100 * n_mean:.1f}% | {100 * n_old:.1f}% | {100 * n_new:.1f}% | {rep.ridge:.0e} | "
+            f"{rep.condition:.1e} | {rep.dof:.1f} of {rep.n_weights} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def main():
 
     def traced(fetch, feed_dict):
         meta = tf.RunMetadata()
-        out = plain_run(fetch, feed_dict=feed_dict, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=meta)
+        out = plain_run(
+            fetch, feed_dict=feed_dict, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=meta
+        )
         for dev in meta.step_stats.dev_stats:
             for ns in dev.node_stats:
                 per_op[ns.node_name] += ns.op_end_rel_micros - ns.op_start_rel_micros

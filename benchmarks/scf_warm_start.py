@@ -50,8 +50,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ase.build import bulk
-from ase.units import Ry
+from ase.build import bulk  # noqa: E402  (after the path set-up above)
+from ase.units import Ry  # noqa: E402
 
 PSEUDO_DIR = "/usr/share/espresso/pseudo"
 PSEUDO = "Si.pbe-rrkj.UPF"
@@ -76,8 +76,11 @@ USER_INPUT = {
     "training": {"training_data": {"systems": "data"}, "numb_steps": 3000, "seed": 1, "disp_freq": 500},
 }
 ENV1 = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-PYENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-             TF_CPP_MIN_LOG_LEVEL="2")
+PYENV = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    TF_CPP_MIN_LOG_LEVEL="2",
+)
 
 
 def log(*a):
@@ -134,7 +137,9 @@ def pw(workdir: Path, stem: str, text: str, allow_unconverged=False) -> dict:
     (workdir / f"{stem}.in").write_text(text)
     t0 = time.perf_counter()
     with open(workdir / f"{stem}.in") as fin, open(workdir / f"{stem}.out", "w") as fout:
-        rc = subprocess.run(["pw.x"], check=False, stdin=fin, stdout=fout, stderr=subprocess.STDOUT, cwd=workdir, env=ENV1).returncode
+        rc = subprocess.run(
+            ["pw.x"], check=False, stdin=fin, stdout=fout, stderr=subprocess.STDOUT, cwd=workdir, env=ENV1
+        ).returncode
     wall = time.perf_counter() - t0
     out = (workdir / f"{stem}.out").read_text()
     if "JOB DONE" not in out or (rc != 0 and not allow_unconverged):
@@ -142,9 +147,13 @@ def pw(workdir: Path, stem: str, text: str, allow_unconverged=False) -> dict:
     it = re.search(r"convergence has been achieved in\s+(\d+) iterations", out)
     en = re.search(r"!\s+total energy\s+=\s+(\S+) Ry", out)
     cpu = re.search(r"PWSCF\s+:\s+(?:(\d+)m\s*)?([\d.]+)s CPU", out)
-    return dict(wall=wall, iterations=int(it.group(1)) if it else None, energy_ry=float(en.group(1)) if en else None,
-                cpu=(60 * int(cpu.group(1) or 0) + float(cpu.group(2))) if cpu else None,
-                read_from_file="The initial density is read from file" in out)
+    return dict(
+        wall=wall,
+        iterations=int(it.group(1)) if it else None,
+        energy_ry=float(en.group(1)) if en else None,
+        cpu=(60 * int(cpu.group(1) or 0) + float(cpu.group(2))) if cpu else None,
+        read_from_file="The initial density is read from file" in out,
+    )
 
 
 def save_density(save):
@@ -176,7 +185,10 @@ def train(work: Path, steps: int) -> Path:
     r = pw(work / "dft", "pw", pw_input(atoms))
     rho, save = save_density(work / "dft" / "out" / "si8.save")
     write_chgcar(work / "CHGCAR.gz", save.atoms, rho, title="Si8 rattled 0.1 A, pw.x 4x4x4 k")
-    log(f"train structure: pw.x {r['iterations']} iterations, {r['wall']:.1f} s; grid {rho.shape}, {rho.mean() * save.atoms.get_volume():.6f} electrons")
+    log(
+        f"train structure: pw.x {r['iterations']} iterations, {r['wall']:.1f} s; grid {rho.shape}, "
+        f"{rho.mean() * save.atoms.get_volume():.6f} electrons"
+    )
     cmd = [sys.executable, "-m", "deepmd_charge.cli", "convert", "CHGCAR.gz", "-o", "data", "--seed", "1"]
     subprocess.run(cmd, cwd=work, env=PYENV, check=True, capture_output=True)
     inp = json.loads(json.dumps(USER_INPUT))
@@ -202,9 +214,25 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
     default = pw(case / "default", "pw", pw_input(atoms))
     pre = pw(case / "warm", "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
     t0, c0 = time.perf_counter(), _children_cpu()
-    proc = subprocess.run([sys.executable, "-m", "deepmd_charge.cli", "predict", str(model), str(case / "POSCAR"),
-                           "--qe-save", str(case / "warm" / "out" / "si8.save"), "--threads", "1", "--quiet"],
-                          env=PYENV, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "predict",
+            str(model),
+            str(case / "POSCAR"),
+            "--qe-save",
+            str(case / "warm" / "out" / "si8.save"),
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        env=PYENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     predict_wall, predict_cpu = time.perf_counter() - t0, _children_cpu() - c0
     if proc.returncode:
         sys.exit(f"dp-charge predict failed: {proc.stdout}\n{proc.stderr}")
@@ -218,18 +246,34 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
         sys.exit(f"{name}: pw.x did not read the density from file")
     # the ceiling: the same start from the converged density itself (a perfect prediction)
     pw(case / "exact", "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
-    shutil.copy(case / "default" / "out" / "si8.save" / "charge-density.dat", case / "exact" / "out" / "si8.save" / "charge-density.dat")
+    shutil.copy(
+        case / "default" / "out" / "si8.save" / "charge-density.dat",
+        case / "exact" / "out" / "si8.save" / "charge-density.dat",
+    )
     exact = pw(case / "exact", "pw", pw_input(atoms, "  startingpot = 'file'\n"))
-    row = dict(name=name, description=spec[0], atoms=nat, default=default, prerun=pre, warm=warm, exact=exact,
-               predict_wall=predict_wall, predict_cpu=predict_cpu, predict_inner=inner,
-               nmae_atomic=nmae(start_atomic, converged), nmae_pred=nmae(start_pred, converged),
-               de_ev_per_atom=(warm["energy_ry"] - default["energy_ry"]) * Ry / nat)
+    row = dict(
+        name=name,
+        description=spec[0],
+        atoms=nat,
+        default=default,
+        prerun=pre,
+        warm=warm,
+        exact=exact,
+        predict_wall=predict_wall,
+        predict_cpu=predict_cpu,
+        predict_inner=inner,
+        nmae_atomic=nmae(start_atomic, converged),
+        nmae_pred=nmae(start_pred, converged),
+        de_ev_per_atom=(warm["energy_ry"] - default["energy_ry"]) * Ry / nat,
+    )
     row["total_warm"] = pre["wall"] + predict_wall + warm["wall"]
     row["total_warm_cpu"] = pre["cpu"] + predict_cpu + warm["cpu"]
-    log(f"{name}: default {default['iterations']} it {default['wall']:.1f} s ({default['cpu']:.1f} s CPU) | warm {warm['iterations']} it "
+    log(
+        f"{name}: default {default['iterations']} it {default['wall']:.1f} s ({default['cpu']:.1f} s CPU) | warm {warm['iterations']} it "
         f"{warm['wall']:.1f} s ({warm['cpu']:.1f} s CPU) + pre-run {pre['wall']:.1f} s + predict {predict_wall:.1f} s "
         f"({predict_cpu:.1f} s CPU; {inner:.1f} s in-process) | from the converged density {exact['iterations']} it | start NMAE atomic "
-        f"{100 * row['nmae_atomic']:.2f}% predicted {100 * row['nmae_pred']:.2f}% | dE {row['de_ev_per_atom']:.2e} eV/atom")
+        f"{100 * row['nmae_atomic']:.2f}% predicted {100 * row['nmae_pred']:.2f}% | dE {row['de_ev_per_atom']:.2e} eV/atom"
+    )
     return row
 
 
@@ -261,7 +305,10 @@ def accuracy_curve(name, work: Path, model: Path, fractions) -> list:
         r = pw(run_dir, "pw", pw_input(atoms, "  startingpot = 'file'\n"))
         err = nmae(start.to_grid(save.fft_grid)[0], conv_grid)
         rows.append((f, err, r["iterations"], r["cpu"]))
-        log(f"{name}: start = converged + {f:g} x (prediction - converged): NMAE {100 * err:.3f}%, {r['iterations']} iterations, {r['cpu']:.1f} s CPU")
+        log(
+            f"{name}: start = converged + {f:g} x (prediction - converged): NMAE {100 * err:.3f}%, {r['iterations']} "
+            f"iterations, {r['cpu']:.1f} s CPU"
+        )
     return rows
 
 
@@ -273,13 +320,19 @@ def _children_cpu() -> float:
 
 
 def table(rows):
-    lines = ["| structure | iterations: default, predicted, converged start | default pw.x wall (CPU) s | warm: pre-run + predict + pw.x = total, wall (CPU) s | start NMAE atomic / predicted | E warm - E default (eV/atom) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| structure | iterations: default, predicted, converged start | default pw.x wall (CPU) s | warm: pre-run + "
+        "predict + pw.x = total, wall (CPU) s | start NMAE atomic / predicted | E warm - E default (eV/atom) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['description']} | {r['default']['iterations']}, {r['warm']['iterations']}, {r['exact']['iterations']} | {r['default']['wall']:.0f} ({r['default']['cpu']:.0f}) | "
-            f"{r['prerun']['wall']:.0f} + {r['predict_wall']:.0f} + {r['warm']['wall']:.0f} = {r['total_warm']:.0f} ({r['total_warm_cpu']:.0f}) | "
-            f"{100 * r['nmae_atomic']:.1f}% / {100 * r['nmae_pred']:.2f}% | {r['de_ev_per_atom']:+.1e} |")
+            f"| {r['description']} | {r['default']['iterations']}, {r['warm']['iterations']}, "
+            f"{r['exact']['iterations']} | {r['default']['wall']:.0f} ({r['default']['cpu']:.0f}) | "
+            f"{r['prerun']['wall']:.0f} + {r['predict_wall']:.0f} + {r['warm']['wall']:.0f} = {r['total_warm']:.0f} "
+            f"({r['total_warm_cpu']:.0f}) | "
+            f"{100 * r['nmae_atomic']:.1f}% / {100 * r['nmae_pred']:.2f}% | {r['de_ev_per_atom']:+.1e} |"
+        )
     it_d = np.array([r["default"]["iterations"] for r in rows], float)
     it_w = np.array([r["warm"]["iterations"] for r in rows], float)
     it_x = np.array([r["exact"]["iterations"] for r in rows], float)
@@ -289,11 +342,14 @@ def table(rows):
     c_d = sum(r["default"]["cpu"] for r in rows)
     c_w = sum(r["total_warm_cpu"] for r in rows)
     lines.append("")
-    lines.append(f"iterations: {it_d.mean():.2f} -> {it_w.mean():.2f} on average, {100 * (1 - it_w / it_d).mean():.0f}% fewer "
-                 f"(mean of per-structure savings; from the converged density {it_x.mean():.2f}, {100 * (1 - it_x / it_d).mean():.0f}% fewer); wall time of all runs: default {t_d:.0f} s, warm {t_w:.0f} s in all "
-                 f"({100 * (1 - t_w / t_d):+.0f}% less; pw.x SCF alone {scf_w:.0f} s, {100 * (1 - scf_w / t_d):.0f}% less); "
-                 f"CPU time: default {c_d:.0f} s, warm {c_w:.0f} s in all ({100 * (1 - c_w / c_d):+.0f}% less); "
-                 f"largest |dE| {max(abs(r['de_ev_per_atom']) for r in rows):.1e} eV/atom")
+    lines.append(
+        f"iterations: {it_d.mean():.2f} -> {it_w.mean():.2f} on average, {100 * (1 - it_w / it_d).mean():.0f}% fewer "
+        f"(mean of per-structure savings; from the converged density {it_x.mean():.2f}, "
+        f"{100 * (1 - it_x / it_d).mean():.0f}% fewer); wall time of all runs: default {t_d:.0f} s, warm {t_w:.0f} s in all "
+        f"({100 * (1 - t_w / t_d):+.0f}% less; pw.x SCF alone {scf_w:.0f} s, {100 * (1 - scf_w / t_d):.0f}% less); "
+        f"CPU time: default {c_d:.0f} s, warm {c_w:.0f} s in all ({100 * (1 - c_w / c_d):+.0f}% less); "
+        f"largest |dE| {max(abs(r['de_ev_per_atom']) for r in rows):.1e} eV/atom"
+    )
     return "\n".join(lines)
 
 
@@ -302,8 +358,12 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/scf_bench"))
     parser.add_argument("--steps", type=int, default=3000, help="dp train steps (default 3000)")
     parser.add_argument("--only", nargs="+", choices=list(TESTS), help="run only these test structures")
-    parser.add_argument("--curve", choices=list(TESTS), help="after a main run: iterations against the start's error on this structure")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5], help="for --curve (default 0.1 0.25 0.5)")
+    parser.add_argument(
+        "--curve", choices=list(TESTS), help="after a main run: iterations against the start's error on this structure"
+    )
+    parser.add_argument(
+        "--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5], help="for --curve (default 0.1 0.25 0.5)"
+    )
     args = parser.parse_args()
     for exe in ("pw.x", "dp"):
         if shutil.which(exe) is None:

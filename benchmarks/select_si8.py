@@ -55,8 +55,24 @@ def main():
     models = sorted(str(p) for p in args.committee.resolve().glob("m*/model.pb"))
     picked = work / f"picked_{args.criterion}"
     if not picked.exists():
-        out = sh([sys.executable, "-m", "deepmd_charge.cli", "select", *[found[n].parent / "POSCAR" for n in names], "--models", *models,
-                  "-n", args.picks, "-o", picked, "--criterion", args.criterion], work)
+        out = sh(
+            [
+                sys.executable,
+                "-m",
+                "deepmd_charge.cli",
+                "select",
+                *[found[n].parent / "POSCAR" for n in names],
+                "--models",
+                *models,
+                "-n",
+                args.picks,
+                "-o",
+                picked,
+                "--criterion",
+                args.criterion,
+            ],
+            work,
+        )
         print(out, flush=True)
     else:
         print((picked / "ranking.txt").read_text())
@@ -68,23 +84,50 @@ def main():
     base_nmae = {n: r["nmae"] for n, r in zip(names, base["inputs"])}
     rows = []
     for arm, picks in arms.items():
-        model, seconds = train_member(work / f"{arm}_{args.criterion}" if arm == "deviation" else work / arm,
-                                      [train] + [found[n] for n in picks], 0, args.steps, args.radial_basis, args.points)
+        model, seconds = train_member(
+            work / f"{arm}_{args.criterion}" if arm == "deviation" else work / arm,
+            [train] + [found[n] for n in picks],
+            0,
+            args.steps,
+            args.radial_basis,
+            args.points,
+        )
         rest = [n for n in names if n not in picks]
         res = score(model, [found[n] for n in names], work / f"{arm}_score.json", work)  # the whole pool
         by_name = {n: r["nmae"] for n, r in zip(names, res["inputs"])}
         nmae = [by_name[n] for n in rest]
-        rows.append((arm, picks, float(np.mean(nmae)), float(np.max(nmae)), float(np.mean([base_nmae[n] for n in rest])), seconds,
-                     float(np.mean(list(by_name.values())))))
-        print(f"{arm}: picks {picks}, rest mean NMAE {100 * rows[-1][2]:.2f}%, worst {100 * rows[-1][3]:.2f}% ({seconds:.0f} s)", flush=True)
-    print(f"\nstart: {args.train} only; pool {len(names)}; {args.picks} picks; radial_basis {args.radial_basis if args.radial_basis is not None else 'default'}; "
-          f"{args.steps} steps; ranking by {args.criterion} deviation")
-    print(f"{'arm':10s} {'picks':28s} {'rest: mean NMAE':>16s} {'worst NMAE':>11s} {'rest before':>12s} {'whole pool: mean NMAE':>22s}")
+        rows.append(
+            (
+                arm,
+                picks,
+                float(np.mean(nmae)),
+                float(np.max(nmae)),
+                float(np.mean([base_nmae[n] for n in rest])),
+                seconds,
+                float(np.mean(list(by_name.values()))),
+            )
+        )
+        print(
+            f"{arm}: picks {picks}, rest mean NMAE {100 * rows[-1][2]:.2f}%, worst {100 * rows[-1][3]:.2f}% ({seconds:.0f} s)",
+            flush=True,
+        )
+    print(
+        f"\nstart: {args.train} only; pool {len(names)}; {args.picks} picks; radial_basis "
+        f"{args.radial_basis if args.radial_basis is not None else 'default'}; "
+        f"{args.steps} steps; ranking by {args.criterion} deviation"
+    )
+    print(
+        f"{'arm':10s} {'picks':28s} {'rest: mean NMAE':>16s} {'worst NMAE':>11s} {'rest before':>12s} {'whole pool: mean NMAE':>22s}"
+    )
     for arm, picks, mean, worst, before, _, whole in rows:
-        print(f"{arm:10s} {', '.join(picks):28s} {100 * mean:15.2f}% {100 * worst:10.2f}% {100 * before:11.2f}% {100 * whole:21.2f}%")
+        print(
+            f"{arm:10s} {', '.join(picks):28s} {100 * mean:15.2f}% {100 * worst:10.2f}% {100 * before:11.2f}% {100 * whole:21.2f}%"
+        )
     for col, what in ((2, "rest"), (6, "whole pool")):
         rnd = [r[col] for r in rows if r[0].startswith("random")]
-        print(f"random, {what}: mean over {len(rnd)} draws {100 * np.mean(rnd):.2f}% (min {100 * min(rnd):.2f}%, max {100 * max(rnd):.2f}%)")
+        print(
+            f"random, {what}: mean over {len(rnd)} draws {100 * np.mean(rnd):.2f}% (min {100 * min(rnd):.2f}%, max {100 * max(rnd):.2f}%)"
+        )
 
 
 if __name__ == "__main__":

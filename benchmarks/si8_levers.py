@@ -30,7 +30,19 @@ from _common import sh  # noqa: E402
 from si8_one_structure import ROOT, USER_INPUT  # noqa: E402
 
 
-def variant(name, radial=None, loss=None, lr=1e-3, sampling="uniform", descriptor=None, basis=0, rcut=6.0, fitting=None, training=None, convert=()):
+def variant(
+    name,
+    radial=None,
+    loss=None,
+    lr=1e-3,
+    sampling="uniform",
+    descriptor=None,
+    basis=0,
+    rcut=6.0,
+    fitting=None,
+    training=None,
+    convert=(),
+):
     """One row. The defaults are those of the first lever runs: DeePMD-kit's rcut 6, lr 1e-3, no basis."""
     inp = copy.deepcopy(USER_INPUT)
     inp["learning_rate"]["start_lr"] = lr
@@ -115,8 +127,13 @@ def error_weighted_data(model: Path, train: Path, out: Path, points: int, thread
 
 def run(name, inp, sampling, convert, train, tests, work: Path, threads: int):
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), DP_INTRA_OP_PARALLELISM_THREADS=str(threads),
-               DP_INTER_OP_PARALLELISM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        DP_INTRA_OP_PARALLELISM_THREADS=str(threads),
+        DP_INTER_OP_PARALLELISM_THREADS="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
 
     def run_in(cmd, cwd=work):
         return sh(cmd, cwd, env=env, label=name)
@@ -127,11 +144,38 @@ def run(name, inp, sampling, convert, train, tests, work: Path, threads: int):
         run_in(["dp", "--tf", "train", "input.json"], folder)
         seconds = time.perf_counter() - t
         run_in(["dp", "--tf", "freeze", "-o", "model.pb"], folder)
-        run_in(["dp-charge", "test", "model.pb", *map(str, tests), "--json", "metrics.json", "--quiet", "--threads", str(threads)], folder)
+        run_in(
+            [
+                "dp-charge",
+                "test",
+                "model.pb",
+                *map(str, tests),
+                "--json",
+                "metrics.json",
+                "--quiet",
+                "--threads",
+                str(threads),
+            ],
+            folder,
+        )
         return json.loads((folder / "metrics.json").read_text()), seconds
 
     if sampling != "error":
-        run_in(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1", "--sampling", sampling, *convert])
+        run_in(
+            [
+                "dp-charge",
+                "convert",
+                str(train),
+                "-o",
+                "data",
+                "--overwrite",
+                "--seed",
+                "1",
+                "--sampling",
+                sampling,
+                *convert,
+            ]
+        )
         return [(name, *train_and_test(work))]
     # error-weighted: model 1 on uniform points, model 2 from scratch on points where model 1 errs
     first = work / "model1"
@@ -153,18 +197,38 @@ def main():
     args = parser.parse_args()
     variants = [v for v in VARIANTS if args.only is None or args.only in v[0]]
     dft = ROOT / "examples" / "silicon" / "dft"
-    sets = [("GPAW", dft / "rattled_a" / "CHGCAR.gz", [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")])]
+    sets = [
+        (
+            "GPAW",
+            dft / "rattled_a" / "CHGCAR.gz",
+            [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")],
+        )
+    ]
     if args.qe:
-        sets.append(("QE", args.qe / "rattled_1" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")]))
+        sets.append(
+            (
+                "QE",
+                args.qe / "rattled_1" / "CHGCAR.gz",
+                [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")],
+            )
+        )
     jobs = [(code, v, train, tests) for code, train, tests in sets for v in variants]
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run, *v, train, tests, args.workdir / f"{code}_{i}", threads) for i, (code, v, train, tests) in enumerate(jobs)]
+        futures = [
+            pool.submit(run, *v, train, tests, args.workdir / f"{code}_{i}", threads)
+            for i, (code, v, train, tests) in enumerate(jobs)
+        ]
         results = [(jobs[i][0], *r) for i, f in enumerate(futures) for r in f.result()]
     for code, _, tests in sets:
         names = [Path(t).parent.name for t in tests]
-        print(f"\n{code} densities, trained on {Path(sets[0][1]).parent.name if code == 'GPAW' else 'rattled_1'} (3000 steps, {threads} thread(s) per job)\n")
-        print("| variant | " + " | ".join(f"NMAE {n}" for n in names) + " | electrons " + names[0] + " | training (s) |")
+        print(
+            f"\n{code} densities, trained on {Path(sets[0][1]).parent.name if code == 'GPAW' else 'rattled_1'} (3000 "
+            f"steps, {threads} thread(s) per job)\n"
+        )
+        print(
+            "| variant | " + " | ".join(f"NMAE {n}" for n in names) + " | electrons " + names[0] + " | training (s) |"
+        )
         print("|---|" + "---|" * len(names) + "---|---|")
         for c, name, m, sec in results:
             if c != code:

@@ -59,7 +59,11 @@ def run_case(name, train, tests, workdir, steps, input_json, seed=None, variant=
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if threads:
-        env.update(OMP_NUM_THREADS=str(threads), DP_INTRA_OP_PARALLELISM_THREADS=str(threads), DP_INTER_OP_PARALLELISM_THREADS="1")
+        env.update(
+            OMP_NUM_THREADS=str(threads),
+            DP_INTRA_OP_PARALLELISM_THREADS=str(threads),
+            DP_INTER_OP_PARALLELISM_THREADS="1",
+        )
     sh(["dp-charge", "convert", str(train), "-o", "data", "--overwrite", "--seed", "1"], work, env)
     inp = json.loads(json.dumps(input_json))
     inp["training"]["numb_steps"] = steps
@@ -79,7 +83,19 @@ def run_case(name, train, tests, workdir, steps, input_json, seed=None, variant=
     rows = []
     for item in metrics["inputs"]:
         rel = (item["electrons_pred"] - item["electrons_ref"]) / item["electrons_ref"]
-        rows.append((name, train.parent.name, variant, Path(item["name"]).parent.name, seed, item["nmae"], item["mae"], rel, train_s))
+        rows.append(
+            (
+                name,
+                train.parent.name,
+                variant,
+                Path(item["name"]).parent.name,
+                seed,
+                item["nmae"],
+                item["mae"],
+                rel,
+                train_s,
+            )
+        )
     return rows
 
 
@@ -90,13 +106,30 @@ def main():
     parser.add_argument("--lr", type=float, default=0.005, help="start_lr (the README's input.json uses 0.005)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/si8bench"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[None], help="repeat with these training seeds")
-    parser.add_argument("--fresh", type=Path, default=None, help="folder with more GPAW test structures (make_data.py --fresh)")
-    parser.add_argument("--train", nargs="+", choices=["rattled", "perfect"], default=["rattled"],
-                        help="train on a rattled cell (default) and/or on the perfect crystal")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default"],
-                        help="default: the fitting's defaults; basis0: \"radial_basis\": 0; frozen: \"basis_trainable\": false")
-    parser.add_argument("--codes", nargs="+", choices=["gpaw", "qe"], default=["gpaw", "qe"],
-                        help="DFT data sets to run (qe needs --qe)")
+    parser.add_argument(
+        "--fresh", type=Path, default=None, help="folder with more GPAW test structures (make_data.py --fresh)"
+    )
+    parser.add_argument(
+        "--train",
+        nargs="+",
+        choices=["rattled", "perfect"],
+        default=["rattled"],
+        help="train on a rattled cell (default) and/or on the perfect crystal",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=["default"],
+        help='default: the fitting\'s defaults; basis0: "radial_basis": 0; frozen: "basis_trainable": false',
+    )
+    parser.add_argument(
+        "--codes",
+        nargs="+",
+        choices=["gpaw", "qe"],
+        default=["gpaw", "qe"],
+        help="DFT data sets to run (qe needs --qe)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (each on cpu_count / jobs threads)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,26 +141,59 @@ def main():
             sys.exit(f"{args.fresh}: no rattled_*/CHGCAR.gz (make them with examples/silicon/make_data.py --fresh)")
     cases = []
     if "rattled" in args.train:
-        cases.append(("gpaw", dft / "rattled_a" / "CHGCAR.gz", [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")] + fresh))
+        cases.append(
+            (
+                "gpaw",
+                dft / "rattled_a" / "CHGCAR.gz",
+                [dft / n / "CHGCAR.gz" for n in ("rattled_b", "perfect", "rattled_c")] + fresh,
+            )
+        )
     if "perfect" in args.train:
-        cases.append(("gpaw", dft / "perfect" / "CHGCAR.gz", [dft / n / "CHGCAR.gz" for n in ("rattled_a", "rattled_b", "rattled_c")] + fresh))
+        cases.append(
+            (
+                "gpaw",
+                dft / "perfect" / "CHGCAR.gz",
+                [dft / n / "CHGCAR.gz" for n in ("rattled_a", "rattled_b", "rattled_c")] + fresh,
+            )
+        )
     if args.qe and "rattled" in args.train:
-        cases.append(("qe", args.qe / "rattled_1" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")]))
+        cases.append(
+            (
+                "qe",
+                args.qe / "rattled_1" / "CHGCAR.gz",
+                [args.qe / n / "CHGCAR.gz" for n in ("rattled_2", "rattled_3", "perfect")],
+            )
+        )
     if args.qe and "perfect" in args.train:
-        cases.append(("qe", args.qe / "perfect" / "CHGCAR.gz", [args.qe / n / "CHGCAR.gz" for n in ("rattled_1", "rattled_2", "rattled_3")]))
+        cases.append(
+            (
+                "qe",
+                args.qe / "perfect" / "CHGCAR.gz",
+                [args.qe / n / "CHGCAR.gz" for n in ("rattled_1", "rattled_2", "rattled_3")],
+            )
+        )
     cases = [c for c in cases if c[0] in args.codes]
     inp = json.loads(json.dumps(USER_INPUT))
     inp["learning_rate"]["start_lr"] = args.lr
     jobs = [(name, train, tests, v, seed) for name, train, tests in cases for v in args.variants for seed in args.seeds]
     threads = max(1, (os.cpu_count() or 2) // args.jobs) if args.jobs > 1 else None
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_case, name, train, tests, args.workdir, args.steps, inp, seed, v, threads) for name, train, tests, v, seed in jobs]
+        futures = [
+            pool.submit(run_case, name, train, tests, args.workdir, args.steps, inp, seed, v, threads)
+            for name, train, tests, v, seed in jobs
+        ]
         rows = [r for f in futures for r in f.result()]
-    print("\n| DFT code | trained on | fitting | test structure | seed | NMAE | MAE (e/A^3) | electrons (pred - DFT)/DFT | training time (s) |")
+    print(
+        "\n| DFT code | trained on | fitting | test structure | seed | NMAE | MAE (e/A^3) | electrons (pred - "
+        "DFT)/DFT | training time (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for code, train, variant, test, seed, nmae, mae, rel, t in rows:
         label = {"default": "defaults", "basis0": "radial_basis 0", "frozen": "basis_trainable false"}[variant]
-        print(f"| {code} | {train} | {label} | {test} | {seed if seed is not None else 'random'} | {100 * nmae:.2f}% | {mae:.2e} | {100 * rel:+.3f}% | {t:.0f} |")
+        print(
+            f"| {code} | {train} | {label} | {test} | {seed if seed is not None else 'random'} | {100 * nmae:.2f}% | "
+            f"{mae:.2e} | {100 * rel:+.3f}% | {t:.0f} |"
+        )
 
 
 if __name__ == "__main__":

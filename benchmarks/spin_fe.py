@@ -31,7 +31,13 @@ def model_input(steps):
             "fitting_net": {"type": "charge", "seed": 1},
         },
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "smooth": True},
-        "training": {"training_data": {"systems": "data"}, "numb_steps": steps, "disp_freq": 500, "save_freq": steps, "seed": 1},
+        "training": {
+            "training_data": {"systems": "data"},
+            "numb_steps": steps,
+            "disp_freq": 500,
+            "save_freq": steps,
+            "seed": 1,
+        },
     }
 
 
@@ -47,24 +53,67 @@ def main():
     for channel in ("total", "magnetization"):
         work = args.workdir / channel
         work.mkdir(parents=True, exist_ok=True)
-        sh(["dp-charge", "convert", str(DFT / "rattled_a" / "CHGCAR.gz"), "-o", "data", "--overwrite", "--channel", channel, "--seed", "1"], work)
+        sh(
+            [
+                "dp-charge",
+                "convert",
+                str(DFT / "rattled_a" / "CHGCAR.gz"),
+                "-o",
+                "data",
+                "--overwrite",
+                "--channel",
+                channel,
+                "--seed",
+                "1",
+            ],
+            work,
+        )
         (work / "input.json").write_text(json.dumps(model_input(args.steps), indent=2))
         t = time.perf_counter()
         sh(["dp", "--tf", "train", "input.json"], work)
         seconds = time.perf_counter() - t
         sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
-        sh(["dp-charge", "test", "model.pb", str(DFT / "rattled_b" / "CHGCAR.gz"), "--channel", channel, "--json", "m.json", "--quiet"], work)
+        sh(
+            [
+                "dp-charge",
+                "test",
+                "model.pb",
+                str(DFT / "rattled_b" / "CHGCAR.gz"),
+                "--channel",
+                channel,
+                "--json",
+                "m.json",
+                "--quiet",
+            ],
+            work,
+        )
         m = json.loads((work / "m.json").read_text())["inputs"][0]
         rows.append((channel, m, seconds))
-    out = sh(["dp-charge", "predict", str(args.workdir / "total" / "model.pb"), str(DFT / "rattled_b" / "POSCAR"), "-o", str(args.workdir / "CHGCAR_pred"),
-              "--like", str(DFT / "rattled_b" / "CHGCAR.gz"), "--spin-model", str(args.workdir / "magnetization" / "model.pb"), "--quiet"], args.workdir)
+    out = sh(
+        [
+            "dp-charge",
+            "predict",
+            str(args.workdir / "total" / "model.pb"),
+            str(DFT / "rattled_b" / "POSCAR"),
+            "-o",
+            str(args.workdir / "CHGCAR_pred"),
+            "--like",
+            str(DFT / "rattled_b" / "CHGCAR.gz"),
+            "--spin-model",
+            str(args.workdir / "magnetization" / "model.pb"),
+            "--quiet",
+        ],
+        args.workdir,
+    )
     print("\nbcc Fe, 16 atoms, trained on rattled_a, tested on rattled_b (unseen)\n")
     print("| block | MAE (e/A^3) | RMSE | NMAE | max abs err | R^2 | integral: model vs DFT | training (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for channel, m, sec in rows:
         unit = "e" if channel == "total" else "muB"
-        print(f"| {channel} | {m['mae']:.2e} | {m['rmse']:.2e} | {100 * m['nmae']:.2f}% | {m['max_abs_err']:.3f} | {m['r2']:.4f} | "
-              f"{m['electrons_pred']:.3f} vs {m['electrons_ref']:.3f} {unit} | {sec:.0f} |")
+        print(
+            f"| {channel} | {m['mae']:.2e} | {m['rmse']:.2e} | {100 * m['nmae']:.2f}% | {m['max_abs_err']:.3f} | {m['r2']:.4f} | "
+            f"{m['electrons_pred']:.3f} vs {m['electrons_ref']:.3f} {unit} | {sec:.0f} |"
+        )
     print("\n`dp-charge predict --spin-model` on rattled_b:\n\n```\n" + out.strip() + "\n```")
 
 

@@ -36,7 +36,9 @@ def main() -> int:
     load_before = os.getloadavg()
     start = time.perf_counter()
     marks = []
-    proc = subprocess.Popen(["bash", str(EXAMPLE / "run.sh")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(EXAMPLE / "run.sh")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     for line in proc.stdout:
         sys.stdout.write(line)
         if line.startswith("== "):

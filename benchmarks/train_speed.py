@@ -35,7 +35,12 @@ def stock_input(jdata: dict, data: Path) -> dict:
     stock = json.loads(json.dumps(jdata))
     charge = stock["model"]["fitting_net"]
     widths = charge.get("neuron", [240, 240, 240])
-    stock["model"]["fitting_net"] = {"type": "ener", "neuron": widths, "precision": charge.get("precision", "float64"), "seed": 1}
+    stock["model"]["fitting_net"] = {
+        "type": "ener",
+        "neuron": widths,
+        "precision": charge.get("precision", "float64"),
+        "seed": 1,
+    }
     prefs = {f"{w}_pref_{k}": 0.0 for w in ("start", "limit") for k in ("e", "f", "v")}
     stock["loss"] = {"type": "ener", **prefs, "start_pref_ae": 1.0, "limit_pref_ae": 1.0}
     stock["training"]["training_data"]["systems"] = [str(data)]
@@ -47,7 +52,9 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/train_speed"))
     parser.add_argument("--points-per-frame", type=int, nargs="+", default=[200, 800, 2000])
     parser.add_argument("--steps", type=int, default=60, help="timed steps per run (default 60)")
-    parser.add_argument("--profile", type=int, metavar="K", help="only: op time of one training step of ours at K points per frame")
+    parser.add_argument(
+        "--profile", type=int, metavar="K", help="only: op time of one training step of ours at K points per frame"
+    )
     args = parser.parse_args()
     from deepmd_charge import recipe
 
@@ -57,8 +64,24 @@ def main():
     rows = []
     for k in args.points_per_frame:
         data = args.workdir / f"data{k}"
-        subprocess.run(["dp-charge", "convert", str(CHGCAR), "-o", str(data), "--points-per-frame", str(k),
-                        "--frames", str(max(4, 20000 // k)), "--seed", "0", "--overwrite"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "dp-charge",
+                "convert",
+                str(CHGCAR),
+                "-o",
+                str(data),
+                "--points-per-frame",
+                str(k),
+                "--frames",
+                str(max(4, 20000 // k)),
+                "--seed",
+                "0",
+                "--overwrite",
+            ],
+            check=True,
+            capture_output=True,
+        )
         stock_data = args.workdir / f"stock{k}"
         shutil.rmtree(stock_data, ignore_errors=True)
         shutil.copytree(data, stock_data)
@@ -74,10 +97,14 @@ def main():
         rows.append((k, k / t_ours, k / t_stock))
         print(f"K={k}: ours {t_ours:.4f} s/step, stock {t_stock:.4f} s/step", file=sys.stderr, flush=True)
     base_ours, base_stock = rows[0][1], rows[0][2]  # points/s at the first K
-    print("\n| points per frame | ours: points/s | stock (energy fitting, atom_ener): points/s | ours / stock "
-          "| ours: cost per point vs the first K | stock: cost per point vs the first K |\n|---|---|---|---|---|---|")
+    print(
+        "\n| points per frame | ours: points/s | stock (energy fitting, atom_ener): points/s | ours / stock "
+        "| ours: cost per point vs the first K | stock: cost per point vs the first K |\n|---|---|---|---|---|---|"
+    )
     for k, ours, stock in rows:
-        print(f"| {k} | {ours:,.0f} | {stock:,.0f} | {ours / stock:.2f} | {base_ours / ours:.2f} | {base_stock / stock:.2f} |")
+        print(
+            f"| {k} | {ours:,.0f} | {stock:,.0f} | {ours / stock:.2f} | {base_ours / ours:.2f} | {base_stock / stock:.2f} |"
+        )
 
 
 def profile(workdir: Path, k: int) -> None:
@@ -88,15 +115,32 @@ def profile(workdir: Path, k: int) -> None:
 
     data, work = workdir / f"data{k}", workdir / f"profile{k}"
     if not data.is_dir():
-        subprocess.run(["dp-charge", "convert", str(CHGCAR), "-o", str(data), "--points-per-frame", str(k),
-                        "--frames", str(max(4, 20000 // k)), "--seed", "0"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "dp-charge",
+                "convert",
+                str(CHGCAR),
+                "-o",
+                str(data),
+                "--points-per-frame",
+                str(k),
+                "--frames",
+                str(max(4, 20000 // k)),
+                "--seed",
+                "0",
+            ],
+            check=True,
+            capture_output=True,
+        )
     work.mkdir(parents=True, exist_ok=True)
     jdata = recipe.recommended_input([data.resolve()], steps=20)
     jdata["training"]["training_data"]["batch_size"] = 1
     jdata["training"].update(profiling=True, profiling_file="timeline.json", disp_freq=10, save_freq=0)
     (work / "input.json").write_text(json.dumps(jdata))
     subprocess.run(["dp", "--tf", "train", "input.json"], cwd=work, check=True, capture_output=True)
-    events = [e for e in json.loads((work / "timeline.json").read_text())["traceEvents"] if e.get("ph") == "X" and "args" in e]
+    events = [
+        e for e in json.loads((work / "timeline.json").read_text())["traceEvents"] if e.get("ph") == "X" and "args" in e
+    ]
     by_op = collections.Counter()
     for e in events:
         by_op[e["args"].get("op", e["name"])] += e["dur"]

@@ -13,7 +13,7 @@ RADIAL_BASIS = 16
 
 doc_charge_fitting = (
     "Charge-density fitting of deepmd-charge (TensorFlow backend). Grid points are atoms of a ghost "
-    "type, the last entry of model/type_map (e.g. [\"Si\", \"X\"]); its descriptor sel must be 0. "
+    'type, the last entry of model/type_map (e.g. ["Si", "X"]); its descriptor sel must be 0. '
     "The net maps a ghost's descriptor to the density there in e/A^3; real atoms output 0. Output "
     "mean and standard deviation are taken from the training labels."
 )
@@ -50,7 +50,9 @@ doc_loss_func = (
     "the MAE/NMAE the method is judged by; in docs/benchmarks.md it scored as mse did."
 )
 doc_huber_delta = "For loss_func huber: quadratic below this error, linear above (e/A^3)."
-doc_relative_floor = "For loss_func relative: added to |rho| in the denominator so near-zero densities do not dominate (e/A^3)."
+doc_relative_floor = (
+    "For loss_func relative: added to |rho| in the denominator so near-zero densities do not dominate (e/A^3)."
+)
 doc_label = (
     "Name of the per-atom label file in each set: `density` reads set.*/density.npy (what "
     "`dp-charge convert` writes). Use atom_ener for data in the Deep Charge paper's own layout."

@@ -16,7 +16,9 @@ from deepmd_charge.io.files import check_writable
 
 
 def _add_evaluation_options(p):
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: OMP_NUM_THREADS or all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for TensorFlow (default: OMP_NUM_THREADS or all cores)"
+    )
     p.add_argument(
         "--plain-graph",
         action="store_true",
@@ -51,74 +53,187 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="CHGCAR/cube grids -> ghost-point training frames (deepmd/npy)")
     c.add_argument("files", nargs="+", help="CHGCAR, CHG, AECCAR, PARCHG (plain/.gz/.bz2/.xz) or .cube files")
     c.add_argument("-o", "--output", required=True, help="output folder: a deepmd/npy system (one set per input file)")
-    c.add_argument("--points-per-frame", type=int, default=200, help="grid points (ghost atoms) per frame (default 200)")
+    c.add_argument(
+        "--points-per-frame", type=int, default=200, help="grid points (ghost atoms) per frame (default 200)"
+    )
     g = c.add_mutually_exclusive_group()
-    g.add_argument("--points", type=int, default=100_000, help="grid points sampled per input file (default 100000, capped by the grid)")
+    g.add_argument(
+        "--points",
+        type=int,
+        default=100_000,
+        help="grid points sampled per input file (default 100000, capped by the grid)",
+    )
     g.add_argument("--frames", type=int, default=None, help="frames per input file (instead of --points)")
-    c.add_argument("--sampling", choices=["uniform", "weighted"], default="uniform", help="uniform: all points alike; weighted: favour dense regions")
+    c.add_argument(
+        "--sampling",
+        choices=["uniform", "weighted"],
+        default="uniform",
+        help="uniform: all points alike; weighted: favour dense regions",
+    )
     c.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
     c.add_argument("--ghost", default="X", help="type name of grid points; must be last in type_map (default X)")
     c.add_argument("--channel", default="total", help="density block to learn: total (default) or magnetization")
     c.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files without a species line")
     c.add_argument("--overwrite", action="store_true", help="replace the training data already in the --output folder")
-    c.add_argument("--format", choices=["ghost", "grid"], default="ghost",
-                   help="ghost: ghost-point frames for dp train (default); grid: DeePMD-kit's set.*/grid.npy + density.npy layout. "
-                        "FILES may also be folders in the grid layout: they become ghost-point frames")
+    c.add_argument(
+        "--format",
+        choices=["ghost", "grid"],
+        default="ghost",
+        help="ghost: ghost-point frames for dp train (default); grid: DeePMD-kit's set.*/grid.npy + density.npy layout. "
+        "FILES may also be folders in the grid layout: they become ghost-point frames",
+    )
 
     p = sub.add_parser("predict", help="density of a structure on a grid, written as CHGCAR or cube")
-    p.add_argument("model", nargs="+", help="frozen model from dp freeze (model.pb); several: a committee, its mean is written")
+    p.add_argument(
+        "model", nargs="+", help="frozen model from dp freeze (model.pb); several: a committee, its mean is written"
+    )
     p.add_argument("structure", help="any file ASE reads (POSCAR, CIF, extxyz, ...) or a CHGCAR/cube")
-    p.add_argument("-o", "--output", help="output file: CHGCAR-style (default; .gz compresses) or .cube (required unless --qe-save)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output file: CHGCAR-style (default; .gz compresses) or .cube (required unless --qe-save)",
+    )
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--grid", type=int, nargs=3, metavar=("NX", "NY", "NZ"), help="grid points along a, b, c")
     grid.add_argument("--spacing", type=float, default=None, help="largest point spacing in Angstrom (default 0.1)")
-    grid.add_argument("--like", help="copy the grid of this CHGCAR and, when it holds the same atoms in the same order, its augmentation block and electron count (a VASP ICHARG=1 start)")
-    grid.add_argument("--qe-save", metavar="OUTDIR/PREFIX.save", help="write into this pw.x save folder of the same structure, on its FFT grid and G-vectors, for startingpot='file' (docs/scf-start.md)")
-    p.add_argument("--format", choices=["chgcar", "cube"], default=None, help="output format (default: from the extension)")
-    p.add_argument("--electrons", "--normalize", dest="normalize", type=float, default=None, metavar="N", help="rescale the density to integrate to N electrons (default: the reference's count with --like of the same atoms or --qe-save, else no rescaling)")
-    p.add_argument("--spin-model", default=None, help="a model of the magnetization (trained on convert --channel magnetization): writes a spin-polarised CHGCAR")
-    p.add_argument("--std", default=None, metavar="OUT", help="several models: write the committee's per-point standard deviation (e/A^3) to OUT (CHGCAR, or cube by extension)")
+    grid.add_argument(
+        "--like",
+        help=(
+            "copy the grid of this CHGCAR and, when it holds the same atoms in the same order, its augmentation "
+            "block and electron count (a VASP ICHARG=1 start)"
+        ),
+    )
+    grid.add_argument(
+        "--qe-save",
+        metavar="OUTDIR/PREFIX.save",
+        help=(
+            "write into this pw.x save folder of the same structure, on its FFT grid and G-vectors, for "
+            "startingpot='file' (docs/scf-start.md)"
+        ),
+    )
+    p.add_argument(
+        "--format", choices=["chgcar", "cube"], default=None, help="output format (default: from the extension)"
+    )
+    p.add_argument(
+        "--electrons",
+        "--normalize",
+        dest="normalize",
+        type=float,
+        default=None,
+        metavar="N",
+        help=(
+            "rescale the density to integrate to N electrons (default: the reference's count with --like of the "
+            "same atoms or --qe-save, else no rescaling)"
+        ),
+    )
+    p.add_argument(
+        "--spin-model",
+        default=None,
+        help="a model of the magnetization (trained on convert --channel magnetization): writes a spin-polarised CHGCAR",
+    )
+    p.add_argument(
+        "--std",
+        default=None,
+        metavar="OUT",
+        help="several models: write the committee's per-point standard deviation (e/A^3) to OUT (CHGCAR, or cube by extension)",
+    )
     p.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 structure files")
-    p.add_argument("--index", default=None, help="trajectories: frames to predict, ASE style (5, -1, 0:100:10; default all); "
-                   "several frames are written as OUT_0000, OUT_0001, ... (the frame number before the extension)")
+    p.add_argument(
+        "--index",
+        default=None,
+        help="trajectories: frames to predict, ASE style (5, -1, 0:100:10; default all); "
+        "several frames are written as OUT_0000, OUT_0001, ... (the frame number before the extension)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--slab-points", type=int, default=None, help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory")
+    p.add_argument(
+        "--slab-points",
+        type=int,
+        default=None,
+        help="grid points computed and written at a time (default 2^20; under MPI ~1/4 of a rank's share): less = less memory",
+    )
     _add_evaluation_options(p)
 
     i = sub.add_parser("input", help="write the recommended input.json for dp train on converted data")
-    i.add_argument("data", nargs="+", help="data folders written by dp-charge convert (deepmd/npy systems, searched recursively)")
+    i.add_argument(
+        "data", nargs="+", help="data folders written by dp-charge convert (deepmd/npy systems, searched recursively)"
+    )
     i.add_argument("-o", "--output", default="input.json", help="input file to write (default input.json)")
     length = i.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help="training steps (default 8000)")
-    length.add_argument("--minutes", type=float, default=None, help="size the run for this training time on this machine (times a short dp train first)")
+    length.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="size the run for this training time on this machine (times a short dp train first)",
+    )
     i.add_argument("--rcut", type=float, default=5.0, help="cutoff radius in Angstrom (default 5)")
-    i.add_argument("--precision", choices=["float64", "float32"], default="float64", help="network precision (float32: faster, slightly less accurate)")
+    i.add_argument(
+        "--precision",
+        choices=["float64", "float32"],
+        default="float64",
+        help="network precision (float32: faster, slightly less accurate)",
+    )
     i.add_argument("--seed", type=int, default=1, help="random seed of the networks and the training")
 
     t = sub.add_parser("test", help="accuracy of a model against DFT grids or ghost-point npy systems")
-    t.add_argument("model", help="frozen model from dp freeze (model.pb); further leading *.pb arguments make a committee")
+    t.add_argument(
+        "model", help="frozen model from dp freeze (model.pb); further leading *.pb arguments make a committee"
+    )
     t.add_argument("data", nargs="+", help="CHGCAR/cube files and/or deepmd/npy system folders (after the model(s))")
     t.add_argument("--json", help="write all metrics to this JSON file")
     t.add_argument("--plot", help="write a parity plot (png, pdf, svg), one colour per input")
     t.add_argument("--log", action="store_true", help="parity plot on symmetric-log axes (vacuum, molecules)")
     t.add_argument("--slice", help="grid inputs: write maps DFT | model | error of a plane of the first one")
-    t.add_argument("--axis", default="c", help="lattice vector normal to the --slice plane and along the --planar-average (a, b or c; default c)")
-    t.add_argument("--slice-at", type=float, default=None, metavar="A", help="height of the --slice plane along --axis, Angstrom (default: middle of the cell)")
-    t.add_argument("--planar-average", default=None, metavar="OUT", help="grid inputs: plot the planar averages of DFT and model along --axis for the first one (OUT.png and numbers in OUT.dat)")
-    t.add_argument("--diff", default=None, metavar="OUT", help="grid inputs: write model - DFT as a CHGCAR (or .cube) to open in VESTA; several inputs: OUT_0000, OUT_0001, ...")
+    t.add_argument(
+        "--axis",
+        default="c",
+        help="lattice vector normal to the --slice plane and along the --planar-average (a, b or c; default c)",
+    )
+    t.add_argument(
+        "--slice-at",
+        type=float,
+        default=None,
+        metavar="A",
+        help="height of the --slice plane along --axis, Angstrom (default: middle of the cell)",
+    )
+    t.add_argument(
+        "--planar-average",
+        default=None,
+        metavar="OUT",
+        help="grid inputs: plot the planar averages of DFT and model along --axis for the first one (OUT.png and numbers in OUT.dat)",
+    )
+    t.add_argument(
+        "--diff",
+        default=None,
+        metavar="OUT",
+        help="grid inputs: write model - DFT as a CHGCAR (or .cube) to open in VESTA; several inputs: OUT_0000, OUT_0001, ...",
+    )
     t.add_argument("--label", default=None, help="npy label name (default: density, else atom_ener)")
-    t.add_argument("--channel", default="total", help="CHGCAR block to score against: total (default) or magnetization (for a spin model)")
+    t.add_argument(
+        "--channel",
+        default="total",
+        help="CHGCAR block to score against: total (default) or magnetization (for a spin model)",
+    )
     t.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_evaluation_options(t)
 
-    s = sub.add_parser("select", help="rank candidate structures by committee deviation; write the most uncertain as POSCARs")
-    s.add_argument("candidates", nargs="+", help="structure files ASE reads (every frame of extxyz, XDATCAR, .traj) or CHGCAR/cube")
+    s = sub.add_parser(
+        "select", help="rank candidate structures by committee deviation; write the most uncertain as POSCARs"
+    )
+    s.add_argument(
+        "candidates", nargs="+", help="structure files ASE reads (every frame of extxyz, XDATCAR, .traj) or CHGCAR/cube"
+    )
     s.add_argument("--models", nargs="+", required=True, help="two or more frozen models (a committee)")
     s.add_argument("-n", type=int, required=True, dest="count", metavar="K", help="how many structures to select")
     s.add_argument("-o", "--output", required=True, help="new folder: 001/POSCAR ... K/POSCAR and ranking.txt")
     s.add_argument("--spacing", type=float, default=0.3, help="grid spacing (A) of the deviation grid (default 0.3)")
-    s.add_argument("--criterion", choices=["mean", "max"], default="mean", help="rank by the mean (default) or the max of the per-point deviation")
+    s.add_argument(
+        "--criterion",
+        choices=["mean", "max"],
+        default="mean",
+        help="rank by the mean (default) or the max of the per-point deviation",
+    )
     s.add_argument("--elements", nargs="+", default=None, help="species for VASP 4 files")
     _add_evaluation_options(s)
     return parser
@@ -154,18 +269,32 @@ def cmd_convert(args) -> int:
     if args.format == "grid" or any(Path(f).is_dir() for f in args.files):
         return _convert_grid_layout(args)
     r = convert_files(
-        args.files, args.output, points_per_frame=args.points_per_frame, points=args.points, frames=args.frames, sampling=args.sampling,
-        seed=args.seed, ghost=args.ghost, channel=args.channel, elements=args.elements, overwrite=args.overwrite,
+        args.files,
+        args.output,
+        points_per_frame=args.points_per_frame,
+        points=args.points,
+        frames=args.frames,
+        sampling=args.sampling,
+        seed=args.seed,
+        ghost=args.ghost,
+        channel=args.channel,
+        elements=args.elements,
+        overwrite=args.overwrite,
     )
     k = r.points_per_frame
     if r.frames < r.wanted:
         print(f"note: the smallest grid allows {r.frames} frames of {k} points per file (asked {r.wanted})")
     for source, formula, shape, electrons in r.inputs:
-        print(f"{source}: {formula}, grid {'x'.join(map(str, shape))}, {electrons:.4f} electrons, {r.channel} -> {r.frames} frames x {k} points")
+        print(
+            f"{source}: {formula}, grid {'x'.join(map(str, shape))}, {electrons:.4f} electrons, {r.channel} -> "
+            f"{r.frames} frames x {k} points"
+        )
     for w in r.written:
         print(f"wrote {w}")
     names = r.type_map
-    print(f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{r.output}"')
+    print(
+        f'in input.json: "type_map": {json.dumps(names)}, descriptor "sel": [..., 0] (0 for {names[-1]}), "systems": "{r.output}"'
+    )
     return 0
 
 
@@ -176,13 +305,22 @@ def _convert_grid_layout(args) -> int:
 
     if args.format == "grid":
         r = files_to_grid_layout(
-            args.files, args.output, points=args.frames * args.points_per_frame if args.frames is not None else args.points,
-            sampling=args.sampling, seed=args.seed, channel=args.channel, elements=args.elements, ghost=args.ghost, overwrite=args.overwrite,
+            args.files,
+            args.output,
+            points=args.frames * args.points_per_frame if args.frames is not None else args.points,
+            sampling=args.sampling,
+            seed=args.seed,
+            channel=args.channel,
+            elements=args.elements,
+            ghost=args.ghost,
+            overwrite=args.overwrite,
         )
         for source, formula, shape in r["inputs"]:
             print(f"{source}: {formula}, grid {'x'.join(map(str, shape))} -> {r['points']} points ({args.channel})")
     else:
-        r = grid_layout_to_frames(args.files, args.output, points_per_frame=args.points_per_frame, seed=args.seed, overwrite=args.overwrite)
+        r = grid_layout_to_frames(
+            args.files, args.output, points_per_frame=args.points_per_frame, seed=args.seed, overwrite=args.overwrite
+        )
         print(f"{len(args.files)} grid-layout folder(s) -> {r['frames']} frames x {args.points_per_frame} points")
     for w in r["written"]:
         print(f"wrote {w}")
@@ -195,7 +333,13 @@ def cmd_input(args) -> int:
     check_writable(args.output)
     if args.minutes is not None and not (np.isfinite(args.minutes) and args.minutes > 0):
         raise InputError("--minutes", f"must be a positive training time, got {args.minutes}")
-    jdata = recipe.recommended_input(args.data, steps=recipe.STEPS if args.steps is None else args.steps, rcut=args.rcut, precision=args.precision, seed=args.seed)
+    jdata = recipe.recommended_input(
+        args.data,
+        steps=recipe.STEPS if args.steps is None else args.steps,
+        rcut=args.rcut,
+        precision=args.precision,
+        seed=args.seed,
+    )
     if args.minutes is not None:
         per_step = recipe.seconds_per_step(jdata)
         steps = max(100, int(args.minutes * 60 / per_step) // 100 * 100)
@@ -207,8 +351,11 @@ def cmd_input(args) -> int:
         json.dump(jdata, fh, indent=2)
         fh.write("\n")
     model = jdata["model"]
-    print(f'wrote {args.output}: type_map {model["type_map"]}, sel {model["descriptor"]["sel"]}, '
-          f'{jdata["training"]["numb_steps"]} steps, lr {jdata["learning_rate"]["start_lr"]:g} -> {jdata["learning_rate"]["stop_lr"]:g} at the last step')
+    print(
+        f"wrote {args.output}: type_map {model['type_map']}, sel {model['descriptor']['sel']}, "
+        f"{jdata['training']['numb_steps']} steps, lr {jdata['learning_rate']['start_lr']:g} -> "
+        f"{jdata['learning_rate']['stop_lr']:g} at the last step"
+    )
     print(f"next: dp train {args.output} && dp freeze -o model.pb")
     return 0
 
@@ -273,7 +420,9 @@ def cmd_predict(args) -> int:
         from deepmd_charge.grid import check_same_cell
         from deepmd_charge.scf_start import vasp_reference
 
-        like = getattr(args, "like_data", None) or read_volumetric(args.like, elements=args.elements)  # read once per trajectory
+        like = getattr(args, "like_data", None) or read_volumetric(
+            args.like, elements=args.elements
+        )  # read once per trajectory
         shape = like.shape
         check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
         ref = vasp_reference(like, atoms, args.like, len(models))
@@ -294,7 +443,9 @@ def cmd_predict(args) -> int:
     else:
         from deepmd_charge.predict import SLAB_POINTS
 
-        streams = [m.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=progress) for m in models]
+        streams = [
+            m.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=progress) for m in models
+        ]
     if rank != 0:
         for stream in streams:  # compute and send this rank's share, block after block
             for _ in stream:
@@ -303,13 +454,17 @@ def cmd_predict(args) -> int:
     start = time.perf_counter()
     from deepmd_charge.predict import write_prediction
 
-    integrals = write_prediction(args.output, atoms, shape, streams, fmt=fmt, trailers=trailers, normalize=electrons, model_name=args.model)
+    integrals = write_prediction(
+        args.output, atoms, shape, streams, fmt=fmt, trailers=trailers, normalize=electrons, model_name=args.model
+    )
     count = integrals[0]
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(models)
     ranks = f" on {comm.Get_size()} MPI ranks" if comm else ""
     how = "tabulated networks" if models[0].tabulated else f"plain graph: {models[0].why_not_tabulated}"
-    print(f"grid {'x'.join(map(str, shape))} ({npts} points) in {elapsed:.1f} s{ranks}, {npts / elapsed:,.0f} points/s ({how})")
+    print(
+        f"grid {'x'.join(map(str, shape))} ({npts} points) in {elapsed:.1f} s{ranks}, {npts / elapsed:,.0f} points/s ({how})"
+    )
     print(f"electrons: {count:.6f}")
     if len(integrals) > 1:
         print(f"magnetization: {integrals[1]:.6f} muB")
@@ -337,7 +492,9 @@ def _predict_qe_save(args) -> int:
         models.append(_load_model(args.spin_model, args.threads, args.plain_graph))
     for m in models:
         m.check_structure(atoms, args.structure)
-    r = predict_into_qe_save(models, atoms, args.qe_save, args.structure, electrons=args.normalize, progress=not args.quiet)
+    r = predict_into_qe_save(
+        models, atoms, args.qe_save, args.structure, electrons=args.normalize, progress=not args.quiet
+    )
     npts = int(np.prod(r.fft_grid)) * len(models)
     print(f"pw.x FFT grid {'x'.join(map(str, r.fft_grid))} ({npts} points), {r.ngm} G-vectors, in {r.seconds:.1f} s")
     print(f"electrons: {r.electrons_predicted:.6f} predicted, normalized to {r.electrons:.6f}")
@@ -360,7 +517,9 @@ def _cmd_predict_committee(args) -> int:
     if not args.output:
         raise InputError("predict", "give an output file with -o")
     if mpi_comm():
-        raise InputError("predict", "a committee of models does not run under MPI; run it without mpiexec (one model runs under MPI)")
+        raise InputError(
+            "predict", "a committee of models does not run under MPI; run it without mpiexec (one model runs under MPI)"
+        )
     if args.spin_model:
         raise InputError("--spin-model", "cannot be combined with a committee of models")
     fmt = args.format or ("cube" if is_cube(args.output) else "chgcar")
@@ -383,24 +542,41 @@ def _cmd_predict_committee(args) -> int:
     start = time.perf_counter()
     from deepmd_charge.predict import SLAB_POINTS
 
-    slabs = com.iter_slabs(atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=not args.quiet, with_std=True)
+    slabs = com.iter_slabs(
+        atoms, shape, slab_points=args.slab_points or SLAB_POINTS, progress=not args.quiet, with_std=True
+    )
     res = write_committee_prediction(
-        args.output, atoms, shape, slabs, fmt=fmt, std_output=args.std, std_fmt="cube" if args.std and is_cube(args.std) else "chgcar",
-        trailer=trailer, title=f"{atoms.get_chemical_formula()} deepmd-charge committee mean of {len(com)} models", normalize=args.normalize,
+        args.output,
+        atoms,
+        shape,
+        slabs,
+        fmt=fmt,
+        std_output=args.std,
+        std_fmt="cube" if args.std and is_cube(args.std) else "chgcar",
+        trailer=trailer,
+        title=f"{atoms.get_chemical_formula()} deepmd-charge committee mean of {len(com)} models",
+        normalize=args.normalize,
     )
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(com)
-    print(f"grid {'x'.join(map(str, shape))} x {len(com)} models ({npts} points) in {elapsed:.1f} s, {npts / elapsed:,.0f} points/s")
+    print(
+        f"grid {'x'.join(map(str, shape))} x {len(com)} models ({npts} points) in {elapsed:.1f} s, {npts / elapsed:,.0f} points/s"
+    )
     print(f"electrons: {res['electrons']:.6f}")
     if args.normalize is not None:
         print(f"normalized to {args.normalize} electrons (factor {args.normalize / res['electrons']:.6f})")
-    print(f"committee deviation (std over {len(com)} models, e/A^3): mean {res['dev_mean']:.3e}, max {res['dev_max']:.3e}")
-    print(f"wrote {args.output}" + (f" (committee mean) and {args.std} (deviation)" if args.std else " (committee mean)"))
+    print(
+        f"committee deviation (std over {len(com)} models, e/A^3): mean {res['dev_mean']:.3e}, max {res['dev_max']:.3e}"
+    )
+    print(
+        f"wrote {args.output}" + (f" (committee mean) and {args.std} (deviation)" if args.std else " (committee mean)")
+    )
     return 0
 
 
 def _fmt_row(name, m):
-    row = f"{name:40.40s} {m['points']:>9d} {m['mae']:10.3e} {m['rmse']:10.3e} {100 * m['nmae']:7.3f}% {m['max_abs_err']:10.3e} {m['r2']:8.5f}"
+    row = f"{name:40.40s} {m['points']:>9d} {m['mae']:10.3e} {m['rmse']:10.3e} {100 * m['nmae']:7.3f}% "
+    row += f"{m['max_abs_err']:10.3e} {m['r2']:8.5f}"
     if "electrons_ref" in m:
         row += f"  {m['electrons_pred']:.4f} vs {m['electrons_ref']:.4f}"
         if abs(m["electrons_ref"]) > 1e-6:  # a magnetisation may integrate to zero
@@ -411,7 +587,14 @@ def _fmt_row(name, m):
 def cmd_test(args) -> int:
     import numpy as np
 
-    from deepmd_charge.evaluate import check_channel, evaluate_system, evaluate_volumetric, is_npy_system, reference_warnings, table_header
+    from deepmd_charge.evaluate import (
+        check_channel,
+        evaluate_system,
+        evaluate_volumetric,
+        is_npy_system,
+        reference_warnings,
+        table_header,
+    )
     from deepmd_charge.metrics import score
 
     for path in (args.json, args.plot, args.slice, args.planar_average, args.diff):
@@ -433,7 +616,9 @@ def cmd_test(args) -> int:
         if is_npy_system(item):
             results.append(evaluate_system(dc, item, label=args.label, progress=not args.quiet))
         else:
-            results.append(evaluate_volumetric(dc, item, elements=args.elements, progress=not args.quiet, channel=args.channel))
+            results.append(
+                evaluate_volumetric(dc, item, elements=args.elements, progress=not args.quiet, channel=args.channel)
+            )
             check_channel(results[-1], args.model, args.channel)
             results[-1]["warnings"] = reference_warnings(results[-1], args.channel)
     print(table_header(args.channel))
@@ -442,21 +627,34 @@ def cmd_test(args) -> int:
     for r in results:
         for warning in r.get("warnings", []):
             print(f"dp-charge test: warning: {r['name']}: {warning}", file=sys.stderr)
-    overall = score(np.concatenate([r["pred"].ravel() for r in results]), np.concatenate([r["ref"].ravel() for r in results]))
+    overall = score(
+        np.concatenate([r["pred"].ravel() for r in results]), np.concatenate([r["ref"].ravel() for r in results])
+    )
     if len(results) > 1:
         print(_fmt_row("overall", overall))
     if len(models) > 1:
         from deepmd_charge.committee import format_uncertainty
         from deepmd_charge.metrics import uncertainty_score
 
-        overall.update(uncertainty_score(*(np.concatenate([r[k].ravel() for r in results]) for k in ("pred", "ref", "std"))))
+        overall.update(
+            uncertainty_score(*(np.concatenate([r[k].ravel() for r in results]) for k in ("pred", "ref", "std")))
+        )
         print(format_uncertainty(results, overall, len(models)))
     if args.json:
         from deepmd_charge.io.files import atomic_write
 
         with atomic_write(args.json) as fh:
             inputs = [{"name": r["name"], **r["metrics"], "warnings": r.get("warnings", [])} for r in results]
-            json.dump({"model": models[0] if len(models) == 1 else models, "channel": args.channel, "inputs": inputs, "overall": overall}, fh, indent=2)
+            json.dump(
+                {
+                    "model": models[0] if len(models) == 1 else models,
+                    "channel": args.channel,
+                    "inputs": inputs,
+                    "overall": overall,
+                },
+                fh,
+                indent=2,
+            )
         print(f"wrote {args.json}")
     if args.plot:
         from deepmd_charge.plot import parity_plot
@@ -468,13 +666,28 @@ def cmd_test(args) -> int:
         from deepmd_charge.plot import slice_plot
 
         first = grids[0]
-        slice_plot(args.slice, first["ref"], first["pred"], atoms=first["vol"].atoms, axis=axis, position=args.slice_at, title=first["name"],
-                   std=first.get("std"))
+        slice_plot(
+            args.slice,
+            first["ref"],
+            first["pred"],
+            atoms=first["vol"].atoms,
+            axis=axis,
+            position=args.slice_at,
+            title=first["name"],
+            std=first.get("std"),
+        )
         print(f"wrote {args.slice}")
     if args.planar_average:
         from deepmd_charge.plot import planar_average_plot
 
-        dat = planar_average_plot(args.planar_average, grids[0]["ref"], grids[0]["pred"], grids[0]["vol"].atoms, axis=axis, title=grids[0]["name"])
+        dat = planar_average_plot(
+            args.planar_average,
+            grids[0]["ref"],
+            grids[0]["pred"],
+            grids[0]["vol"].atoms,
+            axis=axis,
+            title=grids[0]["name"],
+        )
         print(f"wrote {args.planar_average} and {dat}")
     if args.diff:
         from deepmd_charge.evaluate import write_difference
@@ -515,7 +728,13 @@ def main(argv=None) -> int:
             from deepmd_charge.tf.backend import import_backend
 
             import_backend()
-        return {"convert": cmd_convert, "input": cmd_input, "predict": cmd_predict, "test": cmd_test, "select": cmd_select}[args.command](args)
+        return {
+            "convert": cmd_convert,
+            "input": cmd_input,
+            "predict": cmd_predict,
+            "test": cmd_test,
+            "select": cmd_select,
+        }[args.command](args)
     except InputError as exc:
         print(f"dp-charge {args.command}: error: {_in_cli_words(exc)}", file=sys.stderr)
         return 2
@@ -529,16 +748,37 @@ def main(argv=None) -> int:
 
 #: library errors name parameters ("grid shape") and give advice in Python terms; dp-charge names
 #: its options instead
-_OPTION_OF = {"grid shape": "--grid", "spacing": "--spacing", "points": "--points", "points per frame": "--points-per-frame",
-              "frames": "--frames", "sampling": "--sampling", "criterion": "--criterion", "models": "--models", "index": "--index",
-              "electrons": "--electrons", "steps": "--steps", "rcut": "--rcut", "minutes": "--minutes"}
+_OPTION_OF = {
+    "grid shape": "--grid",
+    "spacing": "--spacing",
+    "points": "--points",
+    "points per frame": "--points-per-frame",
+    "frames": "--frames",
+    "sampling": "--sampling",
+    "criterion": "--criterion",
+    "models": "--models",
+    "index": "--index",
+    "electrons": "--electrons",
+    "steps": "--steps",
+    "rcut": "--rcut",
+    "minutes": "--minutes",
+}
 _ADVICE = (
-    ("give the grid shape NX NY NZ to keep the point counts, or a spacing", "use --grid NX NY NZ to keep the point counts, or --spacing"),
-    ("replace it with overwrite=True, or choose another output folder", "add --overwrite to replace it, or choose another --output"),
+    (
+        "give the grid shape NX NY NZ to keep the point counts, or a spacing",
+        "use --grid NX NY NZ to keep the point counts, or --spacing",
+    ),
+    (
+        "replace it with overwrite=True, or choose another output folder",
+        "add --overwrite to replace it, or choose another --output",
+    ),
     ("choose another output folder", "choose another --output"),
     ("choose another ghost name", "choose another --ghost name"),
     ("the grid layout is written from CHGCAR/cube files", "--format grid converts CHGCAR/cube files"),
-    ("give the elements (e.g. elements=['Si', 'O']) or put", "give the elements with --elements (e.g. --elements Si O) or put"),
+    (
+        "give the elements (e.g. elements=['Si', 'O']) or put",
+        "give the elements with --elements (e.g. --elements Si O) or put",
+    ),
     ("from the given elements", "from --elements"),
     ("in the given elements", "in --elements"),
     ("give a magnetisation model too", "give a magnetisation model with --spin-model"),

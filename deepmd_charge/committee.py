@@ -35,7 +35,9 @@ class Committee:
         models = list(models)
         if not models:
             raise InputError("committee", "needs at least one model")
-        self.members = [m if isinstance(m, DeepCharge) else DeepCharge(m, threads=threads, tabulate=tabulate) for m in models]
+        self.members = [
+            m if isinstance(m, DeepCharge) else DeepCharge(m, threads=threads, tabulate=tabulate) for m in models
+        ]
         first = self.members[0]
         for m in self.members[1:]:
             if m.type_map != first.type_map:
@@ -50,7 +52,7 @@ class Committee:
         for m in self.members:
             m.close()
 
-    def __enter__(self) -> "Committee":
+    def __enter__(self) -> Committee:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -86,7 +88,9 @@ class Committee:
         return self.members[0].check_structure(atoms, source)
 
     # predictions --------------------------------------------------------------------------------
-    def iter_slabs(self, atoms, shape, slab_points: int = SLAB_POINTS, progress: bool = False, slabs=None, with_std: bool = False):
+    def iter_slabs(
+        self, atoms, shape, slab_points: int = SLAB_POINTS, progress: bool = False, slabs=None, with_std: bool = False
+    ):
         """Yield (k0, k1, mean) or, with `with_std`, (k0, k1, mean, std) for runs of z-planes.
 
         Each member computes the same slab in turn: memory holds one slab per member, never a grid.
@@ -99,7 +103,9 @@ class Committee:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=int(np.prod(shape)), unit="pt", unit_scale=True, desc=f"predict x{len(self)}", mininterval=0.5)
+            bar = tqdm(
+                total=int(np.prod(shape)), unit="pt", unit_scale=True, desc=f"predict x{len(self)}", mininterval=0.5
+            )
         for items in zip(*streams):
             k0, k1 = items[0][0], items[0][1]
             mean, std = mean_std([item[2] for item in items])
@@ -140,8 +146,18 @@ def load_models(paths, threads=None, tabulate=True):
     return Committee(paths, threads=threads, tabulate=tabulate)
 
 
-def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_output=None, std_fmt="chgcar",
-                               trailer: str = "", title: str = "", normalize: float | None = None) -> dict:
+def write_committee_prediction(
+    output,
+    atoms,
+    shape,
+    slabs,
+    fmt="chgcar",
+    std_output=None,
+    std_fmt="chgcar",
+    trailer: str = "",
+    title: str = "",
+    normalize: float | None = None,
+) -> dict:
     """Write the committee mean to `output` and, if given, the deviation to `std_output`.
 
     `slabs` yields (k0, k1, mean, std) in order (Committee.iter_slabs(..., with_std=True)).
@@ -153,10 +169,9 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
     import tempfile
     from pathlib import Path
 
+    from deepmd_charge.grid import electrons_from_sum
     from deepmd_charge.io.chgcar import write_chgcar, write_chgcar_slabs
     from deepmd_charge.io.cube import write_cube
-
-    from deepmd_charge.grid import electrons_from_sum
     from deepmd_charge.predict import assemble_slabs
 
     shape = tuple(int(n) for n in shape)
@@ -193,7 +208,10 @@ def write_committee_prediction(output, atoms, shape, slabs, fmt="chgcar", std_ou
                 write_cube(std_output, atoms, np.asarray(store) * factor, comment=std_title)
             else:
                 step = max(1, SLAB_POINTS // (shape[0] * shape[1]))
-                blocks = ((k, min(k + step, shape[2]), np.asarray(store[:, :, k : k + step]) * factor) for k in range(0, shape[2], step))
+                blocks = (
+                    (k, min(k + step, shape[2]), np.asarray(store[:, :, k : k + step]) * factor)
+                    for k in range(0, shape[2], step)
+                )
                 write_chgcar_slabs(std_output, atoms, shape, [(blocks, "")], title=std_title)
             del store
     finally:
@@ -214,7 +232,9 @@ def split_models(args):
     while n < len(args) and args[n].lower().endswith(".pb"):
         n += 1
     if n == len(args):
-        raise InputError(args[-1], "is a model (.pb) and no data follow it: give CHGCAR/cube files or npy folders after the model(s)")
+        raise InputError(
+            args[-1], "is a model (.pb) and no data follow it: give CHGCAR/cube files or npy folders after the model(s)"
+        )
     return args[:n], args[n:]
 
 
@@ -228,6 +248,7 @@ def format_uncertainty(results, overall, n_models) -> str:
     rows = [(r["name"], r["metrics"]) for r in results] + ([("overall", overall)] if len(results) > 1 else [])
     for name, m in rows:
         lines.append(
-            f"{name:40.40s} {m['dev_mean']:10.3e} {m['dev_max']:10.3e} {m['dev_err_ratio']:8.2f} {m['spearman']:9.3f} {100 * m['worst_in_top_dev']:13.1f}%"
+            f"{name:40.40s} {m['dev_mean']:10.3e} {m['dev_max']:10.3e} {m['dev_err_ratio']:8.2f} {m['spearman']:9.3f} "
+            f"{100 * m['worst_in_top_dev']:13.1f}%"
         )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ase import Atoms
 
 from deepmd_charge.errors import InputError
 from deepmd_charge.grid import CORE_RADIUS, cartesian_points, near_nucleus_mask, periodic_images, sample_indices  # noqa: F401  (periodic_images: its old home)
@@ -81,7 +82,14 @@ def convert_files(
     systems = []
     for i, (vol, grid) in enumerate(zip(vols, grids)):
         data = frames_from_volumetric(
-            vol, points_per_frame=k, frames=count, sampling=sampling, seed=None if seed is None else seed + i, ghost=ghost, channel=channel, grid=grid
+            vol,
+            points_per_frame=k,
+            frames=count,
+            sampling=sampling,
+            seed=None if seed is None else seed + i,
+            ghost=ghost,
+            channel=channel,
+            grid=grid,
         )
         systems.append(dpdata.System(data=data))
         summary.inputs.append((vol.source, vol.atoms.get_chemical_formula(), vol.shape, vol.electrons()))
@@ -115,7 +123,6 @@ def frames_from_volumetric(
         raise InputError(vol.source, f"the structure already has atoms named '{ghost}'; choose another ghost name")
     if points_per_frame <= 0:
         raise InputError("points per frame", f"must be positive, got {points_per_frame}")
-    cell = atoms.cell[:]
     all_points, usable = grid if grid is not None else usable_grid(vol, core_radius)
     max_frames = usable.size // points_per_frame
     if frames is None:
@@ -205,7 +212,10 @@ def check_output_folder(path, overwrite: bool = False) -> None:
         raise InputError(path, "exists and is not a deepmd/npy system; choose another output folder")
     if not overwrite:
         sets = len(list(path.glob("set.*"))) + len(list(path.glob("*/set.*")))
-        raise InputError(path, f"already holds training data ({sets} set(s)); replace it with overwrite=True, or choose another output folder")
+        raise InputError(
+            path,
+            f"already holds training data ({sets} set(s)); replace it with overwrite=True, or choose another output folder",
+        )
 
 
 def type_map_for(systems: list) -> list:
@@ -217,7 +227,10 @@ def type_map_for(systems: list) -> list:
 
 # ---- DeePMD-kit's grid layout (io/grid_data.py): both directions ---------------------------------
 
-def grid_layout_frame(vol, n_points: int | None, sampling: str = "uniform", seed=None, channel: str = "total", grid=None) -> dict:
+
+def grid_layout_frame(
+    vol, n_points: int | None, sampling: str = "uniform", seed=None, channel: str = "total", grid=None
+) -> dict:
     """One frame of the grid layout from a volumetric file: its atoms, `n_points` grid points drawn
     as `dp-charge convert` draws them (nuclei's neighbourhoods left out) and their densities."""
     rho = vol.block(channel).ravel()
@@ -249,7 +262,9 @@ def ghost_frames_from_grid(path, points_per_frame: int = 200, ghost: str | None 
         keep = rng.permutation(keep)  # a regular grid's consecutive points are one slab: mix them
         frames = len(keep) // points_per_frame
         if frames == 0:
-            raise InputError(path, f"a frame has {len(keep)} usable grid points, fewer than {points_per_frame} per training frame")
+            raise InputError(
+                path, f"a frame has {len(keep)} usable grid points, fewer than {points_per_frame} per training frame"
+            )
         chosen = keep[: frames * points_per_frame].reshape(frames, points_per_frame)
         if ghost in atoms.get_chemical_symbols():
             raise InputError(path, f"the grid-point type '{ghost}' is also an element")
@@ -257,13 +272,22 @@ def ghost_frames_from_grid(path, points_per_frame: int = 200, ghost: str | None 
     return systems
 
 
-def files_to_grid_layout(inputs, output, points: int = 100_000, sampling: str = "uniform", seed=None, channel: str = "total",
-                         elements=None, ghost: str = "X", overwrite: bool = False) -> dict:
+def files_to_grid_layout(
+    inputs,
+    output,
+    points: int = 100_000,
+    sampling: str = "uniform",
+    seed=None,
+    channel: str = "total",
+    elements=None,
+    ghost: str = "X",
+    overwrite: bool = False,
+) -> dict:
     """CHGCAR/cube files -> a grid-layout folder `output`, one frame per file with the same number
     of points each (`points`, capped by the smallest grid; file i sampled with seed + i). The folder
     appears only when complete. Returns {"inputs": [(source, formula, shape)], "points", "written"}."""
-    from deepmd_charge.io.grid_data import write_grid_systems
     from deepmd_charge.io.files import atomic_folder
+    from deepmd_charge.io.grid_data import write_grid_systems
     from deepmd_charge.io.structure import read_volumetric
 
     out = Path(output)
@@ -276,11 +300,17 @@ def files_to_grid_layout(inputs, output, points: int = 100_000, sampling: str = 
     vols = [read_volumetric(f, elements=elements) for f in inputs]
     grids = [usable_grid(v) for v in vols]
     count = min([points] + [usable.size for _, usable in grids])
-    frames = [grid_layout_frame(v, count, sampling, None if seed is None else seed + i, channel, grid=g) for i, (v, g) in enumerate(zip(vols, grids))]
+    frames = [
+        grid_layout_frame(v, count, sampling, None if seed is None else seed + i, channel, grid=g)
+        for i, (v, g) in enumerate(zip(vols, grids))
+    ]
     with atomic_folder(out) as tmp:
         written = write_grid_systems(frames, tmp, ghost=ghost)
-    return {"inputs": [(v.source, v.atoms.get_chemical_formula(), v.shape) for v in vols], "points": count,
-            "written": [out / w.relative_to(tmp) if w != tmp else out for w in written]}
+    return {
+        "inputs": [(v.source, v.atoms.get_chemical_formula(), v.shape) for v in vols],
+        "points": count,
+        "written": [out / w.relative_to(tmp) if w != tmp else out for w in written],
+    }
 
 
 def grid_layout_to_frames(folders, output, points_per_frame: int = 200, seed=None, overwrite: bool = False) -> dict:
@@ -288,8 +318,8 @@ def grid_layout_to_frames(folders, output, points_per_frame: int = 200, seed=Non
     system, subfolders per composition). Returns {"frames", "written"}."""
     import dpdata
 
-    from deepmd_charge.io.grid_data import GRID, is_grid_system
     from deepmd_charge.io.files import atomic_folder
+    from deepmd_charge.io.grid_data import GRID, is_grid_system
 
     out = Path(output)
     check_output_folder(out, overwrite=overwrite)
@@ -303,4 +333,7 @@ def grid_layout_to_frames(folders, output, points_per_frame: int = 200, seed=Non
     systems = [dpdata.System(data=d) for f in folders for d in ghost_frames_from_grid(f, points_per_frame, seed=seed)]
     with atomic_folder(out) as tmp:
         written = write_system(systems, tmp, set_size=max(s.get_nframes() for s in systems))
-    return {"frames": sum(s.get_nframes() for s in systems), "written": [out / w.relative_to(tmp) if w != tmp else out for w in written]}
+    return {
+        "frames": sum(s.get_nframes() for s in systems),
+        "written": [out / w.relative_to(tmp) if w != tmp else out for w in written],
+    }

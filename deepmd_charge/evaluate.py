@@ -52,7 +52,10 @@ def _ghost_name(data_types, model_ghost, path):
     others = [t for t in data_types if t not in chemical_symbols[1:]]
     if len(others) == 1:
         return others[0]
-    raise InputError(path, f"cannot tell which type is the grid-point type (model's ghost is '{model_ghost}', data types {data_types})")
+    raise InputError(
+        path,
+        f"cannot tell which type is the grid-point type (model's ghost is '{model_ghost}', data types {data_types})",
+    )
 
 
 def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
@@ -76,17 +79,18 @@ def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
     for set_dir in sets:
         name = label or next((n for n in ("density", "atom_ener") if (set_dir / f"{n}.npy").is_file()), None)
         if name is None or not (set_dir / f"{name}.npy").is_file():
-            raise InputError(set_dir, f"has no label file {'density.npy or atom_ener.npy' if label is None else name + '.npy'}")
+            raise InputError(
+                set_dir, f"has no label file {'density.npy or atom_ener.npy' if label is None else name + '.npy'}"
+            )
         coords = np.load(set_dir / "coord.npy").reshape(len(np.load(set_dir / "box.npy")), -1, 3)
         boxes = np.load(set_dir / "box.npy").reshape(-1, 3, 3)
         labels = np.load(set_dir / f"{name}.npy").reshape(len(coords), -1)
         real = types != ghost
         symbols = [type_map[t] for t in types[real]]
         # frames of one set usually share their atoms: predict all their ghosts in one call
-        key = lambda f: (coords[f][real].tobytes(), boxes[f].tobytes())  # noqa: E731
         groups: dict = {}
         for f in range(len(coords)):
-            groups.setdefault(key(f), []).append(f)
+            groups.setdefault((coords[f][real].tobytes(), boxes[f].tobytes()), []).append(f)
         for frames in groups.values():
             atoms = Atoms(symbols, positions=coords[frames[0]][real], cell=boxes[frames[0]], pbc=True)
             cases.append((atoms, np.concatenate([coords[f][~real] for f in frames])))

@@ -24,7 +24,12 @@ def periodic_images(atoms, margin: float):
     normals = np.linalg.inv(cell).T
     reps = np.ceil(margin * np.linalg.norm(normals, axis=1)).astype(int)
     shifts = np.array(
-        [(i, j, k) for i in range(-reps[0], reps[0] + 1) for j in range(-reps[1], reps[1] + 1) for k in range(-reps[2], reps[2] + 1)]
+        [
+            (i, j, k)
+            for i in range(-reps[0], reps[0] + 1)
+            for j in range(-reps[1], reps[1] + 1)
+            for k in range(-reps[2], reps[2] + 1)
+        ]
     )
     frac = atoms.get_scaled_positions(wrap=True)
     all_frac = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)

@@ -107,16 +107,27 @@ def parity_plot(path, series: dict, title: str = "", log: bool = False, unit: st
         linthresh = max(biggest * 1e-4, 1e-12)
         ax.set_xscale("symlog", linthresh=linthresh)
         ax.set_yscale("symlog", linthresh=linthresh)
-        ax.text(0.98, 0.02, f"symmetric log axes: linear within ±{linthresh:.0e}", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8, color="0.3")
+        ax.text(
+            0.98,
+            0.02,
+            f"symmetric log axes: linear within ±{linthresh:.0e}",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
+        )
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal" if not log else "auto")
     ax.set_xlabel(f"DFT density ({unit})")
     ax.set_ylabel(f"predicted density ({unit})")
     shown = "" if n_all <= PARITY_POINTS * len(series) else f"; up to {PARITY_POINTS:,} random points drawn per input"
-    ax.set_title(title or f"{len(series)} input(s), {n_all:,} grid points, NMAE {100 * total_abs_err / max(total_abs_ref, 1e-300):.2f}%{shown}",
-                 fontsize=9)
+    ax.set_title(
+        title
+        or f"{len(series)} input(s), {n_all:,} grid points, NMAE {100 * total_abs_err / max(total_abs_ref, 1e-300):.2f}%{shown}",
+        fontsize=9,
+    )
     ax.legend(loc="upper left", fontsize=8, frameon=True)
     _save(fig, path)
     plt.close(fig)
@@ -151,13 +162,24 @@ def plane_index(shape, cell, axis: int, position: float | None) -> tuple:
         index = n // 2
     else:
         if not np.isfinite(position) or position < 0 or position > height:
-            raise InputError("--slice-at", f"must lie in the cell: 0 to {height:.3f} A along {AXES[axis]}, got {position}")
+            raise InputError(
+                "--slice-at", f"must lie in the cell: 0 to {height:.3f} A along {AXES[axis]}, got {position}"
+            )
         index = int(round(position / height * n)) % n
     return index, index / n * height
 
 
-def slice_plot(path, ref: np.ndarray, pred: np.ndarray, atoms=None, axis: int = 2, position: float | None = None,
-               title: str = "", percentile: float = ERROR_PERCENTILE, std=None) -> dict:
+def slice_plot(
+    path,
+    ref: np.ndarray,
+    pred: np.ndarray,
+    atoms=None,
+    axis: int = 2,
+    position: float | None = None,
+    title: str = "",
+    percentile: float = ERROR_PERCENTILE,
+    std=None,
+) -> dict:
     """Three maps of one grid plane: DFT, model, model - DFT (e/A^3), in Angstrom.
 
     The plane is the grid plane spanned by the two lattice vectors other than `axis`, nearest
@@ -195,32 +217,62 @@ def slice_plot(path, ref: np.ndarray, pred: np.ndarray, atoms=None, axis: int = 
     width, tall = X.max() - X.min(), max(Y.max() - Y.min(), 1e-9)
     panel = 4.2
     npanel = 3 + len(extra)
-    fig, axes = plt.subplots(1, npanel, figsize=(npanel * panel + 1.5, panel * tall / width + 1.3), constrained_layout=True)
-    panels = [(a, "DFT", "viridis", vmin, vmax, "neither"), (b, "model", "viridis", vmin, vmax, "neither"),
-              (err, "model - DFT", "RdBu_r", -lim, lim, "both" if max_err > lim else "neither")]
+    fig, axes = plt.subplots(
+        1, npanel, figsize=(npanel * panel + 1.5, panel * tall / width + 1.3), constrained_layout=True
+    )
+    panels = [
+        (a, "DFT", "viridis", vmin, vmax, "neither"),
+        (b, "model", "viridis", vmin, vmax, "neither"),
+        (err, "model - DFT", "RdBu_r", -lim, lim, "both" if max_err > lim else "neither"),
+    ]
     for data, name in zip(extra, ("|model - DFT|", "committee deviation")):
-        panels.append((data, f"{name}\nmean {data.mean():.2e}, own scale", "magma", 0.0, float(np.percentile(data, 99)) or 1.0, "max"))
+        panels.append(
+            (
+                data,
+                f"{name}\nmean {data.mean():.2e}, own scale",
+                "magma",
+                0.0,
+                float(np.percentile(data, 99)) or 1.0,
+                "max",
+            )
+        )
     sites = _atoms_near_plane(atoms, axis, index / shape[axis], e1, e2, normal, reps) if atoms is not None else []
     for ax, (data, name, cmap, lo, hi, extend) in zip(axes, panels):
         im = ax.pcolormesh(X, Y, data, cmap=cmap, vmin=lo, vmax=hi, shading="flat", rasterized=True)
         for x, y, symbol, dist in sites:
             near = 1 - dist / ATOM_SHOW_DISTANCE
             ax.plot(x, y, "o", ms=4 + 6 * near, mfc="none", mec="k", mew=0.6 + 1.2 * near, alpha=0.4 + 0.6 * near)
-            ax.text(x + 0.12, y + 0.12, symbol, fontsize=7, ha="left", va="bottom", clip_on=True,
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.7, "lw": 0})
+            ax.text(
+                x + 0.12,
+                y + 0.12,
+                symbol,
+                fontsize=7,
+                ha="left",
+                va="bottom",
+                clip_on=True,
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.7, "lw": 0},
+            )
         ax.set_xlim(X.min(), X.max())
         ax.set_ylim(Y.min(), Y.max())
         ax.set_aspect("equal")
         ax.set_xlabel(rf"along {AXES[in_plane[0]]} ($\mathrm{{\AA}}$)")
         ax.set_title(name)
         bar = fig.colorbar(im, ax=ax, shrink=0.85, extend=extend, pad=0.02)
-        bar.set_label(_UNIT if name != "model - DFT" else f"{_UNIT}  (|err| > {percentile:g}th percentile: saturated)", fontsize=8)
+        bar.set_label(
+            _UNIT if name != "model - DFT" else f"{_UNIT}  (|err| > {percentile:g}th percentile: saturated)", fontsize=8
+        )
     square = abs(np.dot(u2, v2)) < 1e-6 * np.linalg.norm(u2) * np.linalg.norm(v2)
-    axes[0].set_ylabel(rf"along {AXES[in_plane[1]]} ($\mathrm{{\AA}}$)" if square else
-                       rf"normal to {AXES[in_plane[0]]} in the plane ($\mathrm{{\AA}}$)")
+    axes[0].set_ylabel(
+        rf"along {AXES[in_plane[1]]} ($\mathrm{{\AA}}$)"
+        if square
+        else rf"normal to {AXES[in_plane[0]]} in the plane ($\mathrm{{\AA}}$)"
+    )
     others = "".join(AXES[k] for k in range(3) if k != axis)
-    head = (f"plane {others} (normal to {AXES[axis]}) at {height:.3f} Å along {AXES[axis]} "
-            f"(grid plane {index} of {shape[axis]}{'; drawn repeated' if max(reps) > 1 else ''}); max |error| {max_err:.3g} e/Å³, colour limit ±{lim:.3g}")
+    head = (
+        f"plane {others} (normal to {AXES[axis]}) at {height:.3f} Å along {AXES[axis]} "
+        f"(grid plane {index} of {shape[axis]}{'; drawn repeated' if max(reps) > 1 else ''}); max |error| "
+        f"{max_err:.3g} e/Å³, colour limit ±{lim:.3g}"
+    )
     fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
     _save(fig, path)
     plt.close(fig)
@@ -275,8 +327,9 @@ def planar_average_plot(path, ref, pred, atoms, axis: int = 2, title: str = "", 
     _, _, height, _ = plane_geometry(cell, axis)
     # drawn closed over the whole period (the plane at `height` is the one at 0)
     zc, rc, pc = np.append(z, height), np.append(avg_ref, avg_ref[0]), np.append(avg_pred, avg_pred[0])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]},
-                                      constrained_layout=True)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(7, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]}, constrained_layout=True
+    )
     top.plot(zc, rc, "k-", lw=1.4, label="DFT")
     top.plot(zc, pc, "--", color="tab:orange", lw=1.4, label="model")
     bottom.plot(zc, pc - rc, "-", color="tab:red", lw=1.2)
@@ -285,11 +338,21 @@ def planar_average_plot(path, ref, pred, atoms, axis: int = 2, title: str = "", 
     for h in heights:
         top.axvline(h, color="0.85", lw=0.6, zorder=0)
     # triangles on the upper edge mark the atoms' heights (also those at 0, on the frame)
-    top.plot(heights, np.ones_like(heights), "v", ms=5, color="tab:blue", transform=top.get_xaxis_transform(), clip_on=False,
-             label="atom heights")
+    top.plot(
+        heights,
+        np.ones_like(heights),
+        "v",
+        ms=5,
+        color="tab:blue",
+        transform=top.get_xaxis_transform(),
+        clip_on=False,
+        label="atom heights",
+    )
     top.set_ylabel(f"planar average ({_UNIT})")
     bottom.set_ylabel(f"model - DFT ({_UNIT})")
-    bottom.set_xlabel(rf"height along {AXES[axis]} ($\mathrm{{\AA}}$, normal to the {''.join(AXES[k] for k in range(3) if k != axis)} plane)")
+    bottom.set_xlabel(
+        rf"height along {AXES[axis]} ($\mathrm{{\AA}}$, normal to the {''.join(AXES[k] for k in range(3) if k != axis)} plane)"
+    )
     bottom.set_xlim(0, height)
     top.legend(fontsize=8)
     mae = np.abs(avg_pred - avg_ref).mean()
@@ -302,8 +365,10 @@ def planar_average_plot(path, ref, pred, atoms, axis: int = 2, title: str = "", 
     dat_path = os.path.splitext(str(path))[0] + ".dat"
     from deepmd_charge.io.files import write_text
 
-    lines = [f"# planar average along {AXES[axis]} (normal to the other two lattice vectors); {title}",
-             "# height(A)  DFT(e/A^3)  model(e/A^3)  model-DFT(e/A^3)"]
+    lines = [
+        f"# planar average along {AXES[axis]} (normal to the other two lattice vectors); {title}",
+        "# height(A)  DFT(e/A^3)  model(e/A^3)  model-DFT(e/A^3)",
+    ]
     lines += [f"{h:10.5f} {r: .8e} {p: .8e} {p - r: .8e}" for h, r, p in zip(z, avg_ref, avg_pred)]
     write_text(dat_path, "\n".join(lines) + "\n")
     return dat_path

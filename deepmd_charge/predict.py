@@ -29,7 +29,14 @@ from ase import Atoms
 from scipy.spatial import cKDTree
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import CORE_RADIUS, check_shape, electrons, electrons_from_sum, periodic_images, shape_from_spacing
+from deepmd_charge.grid import (
+    CORE_RADIUS,
+    check_shape,
+    electrons,
+    electrons_from_sum,
+    periodic_images,
+    shape_from_spacing,
+)
 
 DEFAULT_SPACING = 0.1
 BIN_LENGTH = 1.2  # Angstrom; smaller bins = fewer wasted candidates, more Python calls
@@ -101,7 +108,7 @@ class DeepCharge:
         """Release the TensorFlow session; predictions after this raise RuntimeError."""
         self.session.close()
 
-    def __enter__(self) -> "DeepCharge":
+    def __enter__(self) -> DeepCharge:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -116,7 +123,9 @@ class DeepCharge:
         symbols = atoms.get_chemical_symbols()
         unknown = sorted(set(symbols) - set(self.elements))
         if unknown:
-            raise InputError(source, f"has element(s) {unknown} that the model does not know (it knows {self.elements})")
+            raise InputError(
+                source, f"has element(s) {unknown} that the model does not know (it knows {self.elements})"
+            )
         return np.array([self.type_map.index(s) for s in symbols])
 
     # ---- public API --------------------------------------------------------------------------
@@ -148,7 +157,9 @@ class DeepCharge:
         if progress:
             from tqdm import tqdm
 
-            total = sum(k1 - k0 for i, (k0, k1) in enumerate(bounds) if slabs is None or i in slabs) * shape[0] * shape[1]
+            total = (
+                sum(k1 - k0 for i, (k0, k1) in enumerate(bounds) if slabs is None or i in slabs) * shape[0] * shape[1]
+            )
             bar = tqdm(total=total, unit="pt", unit_scale=True, desc="predict", mininterval=0.5, smoothing=0.1)
         cell = ctx.cell
         ij = np.stack(np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij"), axis=-1).reshape(-1, 2)
@@ -188,10 +199,12 @@ class DeepCharge:
             raise InputError(source, "is not periodic in all directions; put molecules or slabs in a box with vacuum")
         return types
 
-    def _context(self, atoms: Atoms, npoints: int) -> "_Structure":
+    def _context(self, atoms: Atoms, npoints: int) -> _Structure:
         types = self.check_structure(atoms)
         per_point = abs(np.linalg.det(atoms.cell[:])) / max(npoints, 1)  # A^3 per point
-        bin_length = max(BIN_LENGTH, min((MIN_POINTS_PER_BIN * per_point) ** (1 / 3), 3.0))  # 3 A: candidates stay < 3.4x
+        bin_length = max(
+            BIN_LENGTH, min((MIN_POINTS_PER_BIN * per_point) ** (1 / 3), 3.0)
+        )  # 3 A: candidates stay < 3.4x
         return _Structure(atoms, types, self.rcut, bin_length)
 
     def _predict_wrapped(self, ctx, points, bar=None):
@@ -327,8 +340,16 @@ def assemble_slabs(slabs, shape) -> np.ndarray:
     return rho
 
 
-def write_prediction(output, atoms: Atoms, shape, streams, fmt: str = "chgcar", trailers=None, normalize: float | None = None,
-                     model_name: str = "") -> list:
+def write_prediction(
+    output,
+    atoms: Atoms,
+    shape,
+    streams,
+    fmt: str = "chgcar",
+    trailers=None,
+    normalize: float | None = None,
+    model_name: str = "",
+) -> list:
     """Write predicted slabs to a CHGCAR (or a cube file); returns each block's integral before
     any scaling (electrons, then the moment in muB for a magnetisation block).
 

@@ -39,7 +39,9 @@ def find_systems(paths) -> list[Path]:
             raise InputError(p, "no such data folder")
         found = sorted({t.parent for t in p.rglob("type.raw")}) if p.is_dir() else []
         if not found:
-            raise InputError(p, "holds no deepmd/npy system (no type.raw); make one with `dp-charge convert CHGCAR -o DIR`")
+            raise InputError(
+                p, "holds no deepmd/npy system (no type.raw); make one with `dp-charge convert CHGCAR -o DIR`"
+            )
         systems += [s for s in found if s not in systems]
     return systems
 
@@ -69,11 +71,14 @@ def data_summary(paths, rcut: float = RCUT, frames_per_set: int = 4) -> dict:
         elements += [n for n in names[:-1] if n not in elements]
         per_system.append((path, names, types, sets))
     if len(ghosts) != 1:
-        raise InputError(systems[0], f"the systems use different ghost types {sorted(ghosts)} (the last type_map entry): convert them with one ghost name")
+        raise InputError(
+            systems[0],
+            f"the systems use different ghost types {sorted(ghosts)} (the last type_map entry): convert them with one ghost name",
+        )
     ghost = ghosts.pop()
     counts = np.zeros(len(elements), dtype=int)
     points = frames = 0
-    for path, names, types, sets in per_system:
+    for _path, names, types, sets in per_system:
         index = np.array([elements.index(n) if n != ghost else len(elements) for n in names])
         global_types = index[types]
         ghost_mask = global_types == len(elements)
@@ -83,10 +88,24 @@ def data_summary(paths, rcut: float = RCUT, frames_per_set: int = 4) -> dict:
             frames += len(coords)
             points += len(coords) * int(ghost_mask.sum())
             for f in np.unique(np.linspace(0, len(coords) - 1, min(frames_per_set, len(coords))).astype(int)):
-                c, _ = _frame_stats(coords[f].reshape(-1, 3), boxes[f].reshape(3, 3), global_types, len(elements), len(elements) + 1, rcut)
+                c, _ = _frame_stats(
+                    coords[f].reshape(-1, 3),
+                    boxes[f].reshape(3, 3),
+                    global_types,
+                    len(elements),
+                    len(elements) + 1,
+                    rcut,
+                )
                 counts = np.maximum(counts, c[: len(elements)])
-    return {"systems": [str(p) for p in systems], "elements": elements, "ghost": ghost, "max_neighbours": counts.tolist(),
-            "frames": frames, "points": points, "points_per_frame": points // max(frames, 1)}
+    return {
+        "systems": [str(p) for p in systems],
+        "elements": elements,
+        "ghost": ghost,
+        "max_neighbours": counts.tolist(),
+        "frames": frames,
+        "points": points,
+        "points_per_frame": points // max(frames, 1),
+    }
 
 
 def recommended_input(paths, steps: int = STEPS, rcut: float = RCUT, precision: str = "float64", seed: int = 1) -> dict:
@@ -100,8 +119,16 @@ def recommended_input(paths, steps: int = STEPS, rcut: float = RCUT, precision: 
     jdata = {
         "model": {
             "type_map": info["elements"] + [info["ghost"]],
-            "descriptor": {"type": "se_e2_a", "sel": sel, "rcut": rcut, "rcut_smth": RCUT_SMTH, "neuron": DESCRIPTOR_NEURON,
-                           "axis_neuron": AXIS_NEURON, "precision": precision, "seed": seed},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": sel,
+                "rcut": rcut,
+                "rcut_smth": RCUT_SMTH,
+                "neuron": DESCRIPTOR_NEURON,
+                "axis_neuron": AXIS_NEURON,
+                "precision": precision,
+                "seed": seed,
+            },
             "fitting_net": {"type": "charge", "precision": precision, "seed": seed},
         },
         "learning_rate": {"type": "exp", "start_lr": START_LR, "stop_lr": STOP_LR, "smooth": True},
@@ -124,10 +151,14 @@ def seconds_per_step(jdata: dict, steps: int = 60) -> float:
     (DeePMD-kit's own average, first display block excluded)."""
     trial = json.loads(json.dumps(jdata))
     trial["training"].update(numb_steps=steps, disp_freq=steps // 3, save_freq=0)
-    trial["training"]["training_data"]["systems"] = [str(Path(s).resolve()) for s in trial["training"]["training_data"]["systems"]]
+    trial["training"]["training_data"]["systems"] = [
+        str(Path(s).resolve()) for s in trial["training"]["training_data"]["systems"]
+    ]
     with tempfile.TemporaryDirectory(prefix="dp-charge-input-") as work:
         Path(work, "input.json").write_text(json.dumps(trial))
-        proc = subprocess.run([sys.executable, "-m", "deepmd", "--tf", "train", "input.json"], cwd=work, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "deepmd", "--tf", "train", "input.json"], cwd=work, capture_output=True, text=True
+        )
     found = re.findall(r"average training time: ([0-9.eE+-]+) s/batch", proc.stdout + proc.stderr)
     if proc.returncode or not found:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])

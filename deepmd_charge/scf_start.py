@@ -76,7 +76,9 @@ class QEStart:
     seconds: float
 
 
-def predict_into_qe_save(models, atoms: Atoms, save_dir, structure_name="structure", electrons=None, progress=False) -> QEStart:
+def predict_into_qe_save(
+    models, atoms: Atoms, save_dir, structure_name="structure", electrons=None, progress=False
+) -> QEStart:
     """Replace the density of the pw.x save folder `save_dir` (OUTDIR/PREFIX.save) by the models'.
 
     `models`: one DeepCharge (total density), or two (total, magnetisation) for an nspin=2 run.
@@ -107,13 +109,18 @@ def predict_into_qe_save(models, atoms: Atoms, save_dir, structure_name="structu
     predicted = grid_electrons(grids[0], save.atoms.cell[:])
     target = float(save.nelec if electrons is None else electrons)
     if predicted <= 0:
-        raise InputError(structure_name, f"the predicted density integrates to {predicted:.4g} electrons: cannot be scaled to {target}")
+        raise InputError(
+            structure_name,
+            f"the predicted density integrates to {predicted:.4g} electrons: cannot be scaled to {target}",
+        )
     grids[0] = grids[0] * (target / predicted)
     new = cd.from_grid(grids)
     seconds = time.perf_counter() - start
     backup = backup_and_replace(save, new)
     magnetization = grid_electrons(grids[1], save.atoms.cell[:]) if len(grids) > 1 else None
-    return QEStart(str(save.density_file), str(backup), save.fft_grid, cd.ngm, predicted, new.electrons(), magnetization, seconds)
+    return QEStart(
+        str(save.density_file), str(backup), save.fft_grid, cd.ngm, predicted, new.electrons(), magnetization, seconds
+    )
 
 
 # ---- VASP ---------------------------------------------------------------------------------------
@@ -135,7 +142,9 @@ def vasp_reference(like, atoms: Atoms, like_name, nblocks: int) -> VaspReference
     if why:
         note = None
         if any(t.strip() for t in like.trailers):
-            note = f"note: {like_name} holds other atoms ({why}): its augmentation block and electron count are not used"
+            note = (
+                f"note: {like_name} holds other atoms ({why}): its augmentation block and electron count are not used"
+            )
         return VaspReference([""] * nblocks, None, note)
     trailers = (list(like.trailers) + [""] * nblocks)[:nblocks]
     return VaspReference(trailers, like.electrons(), None)

@@ -47,7 +47,9 @@ def read_candidates(paths, elements=None) -> list:
         try:
             frames = ase.io.read(str(path), index=":")
         except Exception as exc:  # ASE raises many types for unreadable files
-            raise InputError(path, f"ASE cannot read structures from it ({type(exc).__name__}: {printable(exc, 200)})") from None
+            raise InputError(
+                path, f"ASE cannot read structures from it ({type(exc).__name__}: {printable(exc, 200)})"
+            ) from None
         frames = [frames] if not isinstance(frames, list) else frames
         if not frames or any(len(a) == 0 for a in frames):
             raise InputError(path, "holds no atoms")
@@ -66,7 +68,9 @@ def structure_deviation(committee, atoms, spacing: float = DEFAULT_SPACING, sour
     return {"mean": total / int(np.prod(shape)), "max": top, "grid": tuple(int(n) for n in shape)}
 
 
-def rank_candidates(committee, candidates, spacing: float = DEFAULT_SPACING, criterion: str = "mean", progress=None) -> list:
+def rank_candidates(
+    committee, candidates, spacing: float = DEFAULT_SPACING, criterion: str = "mean", progress=None
+) -> list:
     """Candidates [(name, Atoms)] as dicts {name, atoms, mean, max, grid}, most uncertain first.
 
     Ties keep the input order, so the ranking is deterministic.
@@ -87,7 +91,9 @@ def rank_candidates(committee, candidates, spacing: float = DEFAULT_SPACING, cri
 
 def format_ranking(ranked, criterion: str, k: int | None = None) -> str:
     """The ranked table (rank, deviation mean and max in e/A^3, atoms, name); * marks the selected."""
-    lines = [f"{'rank':>4s}  {'mean dev':>10s} {'max dev':>10s} {'atoms':>6s}  structure   (sorted by {criterion} deviation, e/A^3)"]
+    lines = [
+        f"{'rank':>4s}  {'mean dev':>10s} {'max dev':>10s} {'atoms':>6s}  structure   (sorted by {criterion} deviation, e/A^3)"
+    ]
     for r, d in enumerate(ranked, 1):
         mark = "*" if k is not None and r <= k else " "
         lines.append(f"{r:4d}{mark} {d['mean']:10.3e} {d['max']:10.3e} {len(d['atoms']):6d}  {d['name']}")

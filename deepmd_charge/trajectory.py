@@ -33,7 +33,7 @@ def frame_name(output, number: int, width: int = WIDTH) -> str:
     tail = ""
     for z in _COMPRESSED:
         if name.lower().endswith(z):
-            name, tail = name[: -len(z)], name[-len(z):]
+            name, tail = name[: -len(z)], name[-len(z) :]
             break
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem or not (ext.isalpha() and len(ext) <= 6):
@@ -64,7 +64,9 @@ def _parse_index(index: str | None):
             return slice(*parts)
         return int(text)
     except ValueError:
-        raise InputError("index", f"should be a frame number or a slice start:stop:step (as in ASE), got '{printable(index)}'") from None
+        raise InputError(
+            "index", f"should be a frame number or a slice start:stop:step (as in ASE), got '{printable(index)}'"
+        ) from None
 
 
 def iter_file(path):
@@ -79,7 +81,9 @@ def iter_file(path):
         raise
     except Exception as exc:  # ASE raises many types for unreadable files
         where = f"frame {n + 1}: " if n >= 0 else ""
-        raise InputError(path, f"ASE cannot read a structure from it ({where}{type(exc).__name__}: {printable(exc, 200)})") from None
+        raise InputError(
+            path, f"ASE cannot read a structure from it ({where}{type(exc).__name__}: {printable(exc, 200)})"
+        ) from None
 
 
 def frame_source(path, number: int, count: int) -> str:
@@ -90,9 +94,7 @@ def frame_source(path, number: int, count: int) -> str:
 def select_frames(path, index: str | None = None, check=None) -> list:
     """Numbers of the selected frames of `path`; `check(atoms, source)` runs on each of them."""
     selection = _parse_index(index)
-    count = 0
-    for count, _ in enumerate(iter_file(path), start=1):
-        pass
+    count = sum(1 for _ in iter_file(path))
     if count == 0:
         raise InputError(path, "holds no frames")
     if isinstance(selection, int):

@@ -19,7 +19,9 @@ SLOW_FIXTURES = {"trained", "model", "qe"}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: trains a model, builds the kernel or runs DFT (deselect with -m 'not slow')")
+    config.addinivalue_line(
+        "markers", "slow: trains a model, builds the kernel or runs DFT (deselect with -m 'not slow')"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,7 +37,9 @@ def run(cmd, cwd=None, check=True):
     """Run a command; return CompletedProcess with text output."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -43,11 +47,25 @@ def tiny_input(systems, steps=300):
     return {
         "model": {
             "type_map": ["Si", "X"],
-            "descriptor": {"type": "se_e2_a", "sel": [40, 0], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [8, 16], "axis_neuron": 4, "seed": 1},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": [40, 0],
+                "rcut": 4.0,
+                "rcut_smth": 0.5,
+                "neuron": [8, 16],
+                "axis_neuron": 4,
+                "seed": 1,
+            },
             "fitting_net": {"type": "charge", "neuron": [32, 32], "seed": 1},
         },
         "learning_rate": {"type": "exp", "start_lr": 0.003, "stop_lr": 1e-4, "smooth": True},
-        "training": {"training_data": {"systems": str(systems)}, "numb_steps": steps, "disp_freq": 100, "save_freq": steps, "seed": 1},
+        "training": {
+            "training_data": {"systems": str(systems)},
+            "numb_steps": steps,
+            "disp_freq": 100,
+            "save_freq": steps,
+            "seed": 1,
+        },
     }
 
 
@@ -55,8 +73,21 @@ def tiny_input(systems, steps=300):
 def trained(tmp_path_factory):
     """convert -> dp train (300 steps) -> dp freeze on the shipped Si8 GPAW data: a real, tiny model."""
     work = tmp_path_factory.mktemp("train")
-    run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-         "-o", str(work / "data"), "--points", "20000", "--seed", "0"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "convert",
+            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
+            "-o",
+            str(work / "data"),
+            "--points",
+            "20000",
+            "--seed",
+            "0",
+        ]
+    )
     (work / "input.json").write_text(json.dumps(tiny_input(work / "data")))
     train = run(["dp", "--tf", "train", "input.json"], cwd=work)
     run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=work)

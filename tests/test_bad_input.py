@@ -34,9 +34,13 @@ def _spin_chgcar_text():
     rng = np.random.default_rng(0)
 
     def numbers(values, fmt):
-        return "".join(" " + " ".join(fmt.format(x) for x in values[i : i + 5]) + "\n" for i in range(0, len(values), 5))
+        return "".join(
+            " " + " ".join(fmt.format(x) for x in values[i : i + 5]) + "\n" for i in range(0, len(values), 5)
+        )
 
-    aug = "".join(f"augmentation occupancies {a:3d}   7\n" + numbers(rng.normal(size=7), "{:14.7E}") for a in range(1, 9))
+    aug = "".join(
+        f"augmentation occupancies {a:3d}   7\n" + numbers(rng.normal(size=7), "{:14.7E}") for a in range(1, 9)
+    )
     moments = numbers(np.full(8, 0.1), "{:19.12E}")
     text = format_poscar(SI, "Si8 spin") + "\n"
     for k, trailer in enumerate([aug + moments, aug]):
@@ -79,31 +83,76 @@ BAD_CHGCARS = {
     # truncation anywhere
     "truncated inside the header": (lambda t: "\n".join(t.split("\n")[:7]) + "\n", "ends inside the POSCAR header"),
     "only the POSCAR part": (lambda t: "\n".join(t.split("\n")[: GRID[0]]) + "\n", "no grid line"),
-    "truncated after a grid line": (lambda t: "\n".join(t.split("\n")[: GRID[1] + 1]) + "\n", "ends after the grid line of data block 2"),
+    "truncated after a grid line": (
+        lambda t: "\n".join(t.split("\n")[: GRID[1] + 1]) + "\n",
+        "ends after the grid line of data block 2",
+    ),
     "truncated inside a number": (lambda t: t[: t.index("\n", len(t) // 3) - 4], "ends inside a number"),
-    "truncated inside augmentation": (lambda t: "\n".join(t.split("\n")[: AUG[3] + 2]) + "\n", "augmentation occupancies"),
-    "truncated between atoms' augmentation": (lambda t: "\n".join(t.split("\n")[: AUG[3]]) + "\n", "cover 3 atoms, the header has 8"),
+    "truncated inside augmentation": (
+        lambda t: "\n".join(t.split("\n")[: AUG[3] + 2]) + "\n",
+        "augmentation occupancies",
+    ),
+    "truncated between atoms' augmentation": (
+        lambda t: "\n".join(t.split("\n")[: AUG[3]]) + "\n",
+        "cover 3 atoms, the header has 8",
+    ),
     # non-numeric, NaN, inf
     "inf in the data": (_sub_token(GRID[0] + 3, 2, "inf"), "line 21: NaN or infinite value 'inf' in data block 1"),
     "-NaN in the second block": (_sub_token(GRID[1] + 1, 0, "-NaN"), "NaN or infinite value 'nan' in data block 2"),
-    "Fortran overflow stars": (_sub_token(GRID[0] + 5, 1, "*****************"), "non-numeric value '*****************' in data block 1"),
+    "Fortran overflow stars": (
+        _sub_token(GRID[0] + 5, 1, "*****************"),
+        "non-numeric value '*****************' in data block 1",
+    ),
     "NaN in a lattice vector": (_set(3, "  0.0 nan 0.0"), "NaN or infinite number in the lattice vectors"),
     "inf in an atom position": (_set(9, " 0.25 inf 0.25"), "line 10: NaN or infinite atom position"),
-    "NaN in augmentation": (_sub_token(AUG[2] + 1, 0, "NaN"), "NaN or infinite value 'nan' in the lines after data block 1"),
-    "garbage line in the data": (_lines(lambda ls: ls.insert(GRID[0] + 4, "hello world")), "non-numeric value 'hello' in data block 1"),
-    "text after the end": (lambda t: t + "written by hand\n", "non-numeric value 'written' in the lines after data block 2"),
+    "NaN in augmentation": (
+        _sub_token(AUG[2] + 1, 0, "NaN"),
+        "NaN or infinite value 'nan' in the lines after data block 1",
+    ),
+    "garbage line in the data": (
+        _lines(lambda ls: ls.insert(GRID[0] + 4, "hello world")),
+        "non-numeric value 'hello' in data block 1",
+    ),
+    "text after the end": (
+        lambda t: t + "written by hand\n",
+        "non-numeric value 'written' in the lines after data block 2",
+    ),
     # the grid line and the data disagree
-    "grid line too small": (lambda t: t.replace("    4    4    4", "    4    4    3"), "should hold 48 values (NX*NY*NZ = 4x4x3) but runs past them"),
-    "grid line too small, whole lines": (lambda t: t.replace("    4    4    4", "    4    2    5"), "values between data block 1 and its augmentation"),
-    "second grid line differs": (_set(GRID[1], "    4    4    5"), "grid line '4    4    5' differs from the first one"),
+    "grid line too small": (
+        lambda t: t.replace("    4    4    4", "    4    4    3"),
+        "should hold 48 values (NX*NY*NZ = 4x4x3) but runs past them",
+    ),
+    "grid line too small, whole lines": (
+        lambda t: t.replace("    4    4    4", "    4    2    5"),
+        "values between data block 1 and its augmentation",
+    ),
+    "second grid line differs": (
+        _set(GRID[1], "    4    4    5"),
+        "grid line '4    4    5' differs from the first one",
+    ),
     "zero in the grid line": (lambda t: t.replace("    4    4    4", "    4    0    4"), "invalid grid size (4, 0, 4)"),
     "negative grid line": (lambda t: t.replace("    4    4    4", "   -4    4    4"), "invalid grid size (-4, 4, 4)"),
     "grid line with two numbers": (_set(GRID[0], "    4    4"), "should hold the grid size NX NY NZ"),
-    "data line deleted": (_lines(lambda ls: ls.pop(GRID[0] + 4)), "should hold 64 values (NX*NY*NZ = 4x4x4), found 59 before line"),
-    "data line duplicated": (_lines(lambda ls: ls.insert(GRID[0] + 4, ls[GRID[0] + 4])), "should hold 64 values (NX*NY*NZ = 4x4x4) but runs past them"),
-    "augmentation line duplicated": (_lines(lambda ls: ls.insert(AUG[1] + 1, ls[AUG[1] + 1])), "augmentation occupancies of atom 2 should hold 7 values, found 12"),
-    "moments line duplicated": (_lines(lambda ls: ls.insert(GRID[1] - 1, ls[GRID[1] - 1])), "values between data blocks 1 and 2 belong to no block"),
-    "three blocks": (lambda t: t + "    4    4    4\n" + t.split("    4    4    4\n")[2], "3 data blocks; expected 1 (total), 2 (spin) or 4"),
+    "data line deleted": (
+        _lines(lambda ls: ls.pop(GRID[0] + 4)),
+        "should hold 64 values (NX*NY*NZ = 4x4x4), found 59 before line",
+    ),
+    "data line duplicated": (
+        _lines(lambda ls: ls.insert(GRID[0] + 4, ls[GRID[0] + 4])),
+        "should hold 64 values (NX*NY*NZ = 4x4x4) but runs past them",
+    ),
+    "augmentation line duplicated": (
+        _lines(lambda ls: ls.insert(AUG[1] + 1, ls[AUG[1] + 1])),
+        "augmentation occupancies of atom 2 should hold 7 values, found 12",
+    ),
+    "moments line duplicated": (
+        _lines(lambda ls: ls.insert(GRID[1] - 1, ls[GRID[1] - 1])),
+        "values between data blocks 1 and 2 belong to no block",
+    ),
+    "three blocks": (
+        lambda t: t + "    4    4    4\n" + t.split("    4    4    4\n")[2],
+        "3 data blocks; expected 1 (total), 2 (spin) or 4",
+    ),
     "malformed augmentation header": (_set(AUG[4], "augmentation occupancies five"), "malformed augmentation header"),
     # malformed header
     "two scale factors": (_set(1, "  1.0 1.0"), "line 2 should hold the scale factor (one number, or three)"),
@@ -112,10 +161,16 @@ BAD_CHGCARS = {
     "lattice vector with two numbers": (_set(3, "  0.0 5.43"), "line 4 should hold a lattice vector (three numbers)"),
     "flat cell": (_set(4, "  5.43 0.0 0.0"), "span no volume"),
     "species but no counts": (_set(6, "Direct"), "line 7 should hold the atom counts"),
-    "more species than counts": (_set(5, "  Si O"), "2 species ['Si', 'O'] from the species line (line 6) but 1 atom counts in line 7"),
+    "more species than counts": (
+        _set(5, "  Si O"),
+        "2 species ['Si', 'O'] from the species line (line 6) but 1 atom counts in line 7",
+    ),
     "unknown element": (_set(5, "  Qq"), "unknown element(s) ['Qq'] in the species line (line 6)"),
     "negative count": (_set(6, "  -8"), "invalid atom counts [-8] in line 7"),
-    "more atoms than lines": (_set(6, "  80"), "line 17 should hold the position of atom 9 of 80 (atom counts in line 7), found ''"),
+    "more atoms than lines": (
+        _set(6, "  80"),
+        "line 17 should hold the position of atom 9 of 80 (atom counts in line 7), found ''",
+    ),
     "more atoms than the file has lines": (_set(6, "  8000"), "the header declares 8000 atoms but the file ends after"),
     "no Direct line": (_lines(lambda ls: ls.pop(7)), "line 8 should hold 'Direct' or 'Cartesian'"),
     "blank line for Direct": (_set(7, ""), "line 8 should hold 'Direct' or 'Cartesian', found ''"),
@@ -137,8 +192,12 @@ def test_the_unmutated_file_reads(tmp_path):
 
 @pytest.mark.parametrize(
     "kind, pack",
-    [("gzip", lambda b: gzip.compress(b)[:-30]), ("bzip2", lambda b: bz2.compress(b)[:-30]), ("xz", lambda b: lzma.compress(b)[:-30]),
-     ("gzip", lambda b: (lambda z: z[:40] + bytes([z[40] ^ 0xFF]) + z[41:])(gzip.compress(b)))],
+    [
+        ("gzip", lambda b: gzip.compress(b)[:-30]),
+        ("bzip2", lambda b: bz2.compress(b)[:-30]),
+        ("xz", lambda b: lzma.compress(b)[:-30]),
+        ("gzip", lambda b: (lambda z: z[:40] + bytes([z[40] ^ 0xFF]) + z[41:])(gzip.compress(b))),
+    ],
     ids=["gz-truncated", "bz2-truncated", "xz-truncated", "gz-flipped-byte"],
 )
 def test_broken_compression(tmp_path, kind, pack):
@@ -163,7 +222,9 @@ def test_vasp4_with_a_mismatched_poscar_beside_names_it(tmp_path):
     del lines[5]
     (tmp_path / "CHGCAR").write_text("\n".join(lines))
     (tmp_path / "POSCAR").write_text("x\n1.0\n5 0 0\n0 5 0\n0 0 5\nGa As\n1 1\nDirect\n0 0 0\n.5 .5 .5\n")
-    with pytest.raises(InputError, match=re.escape(f"from the species line of {tmp_path / 'POSCAR'} but 1 atom counts")):
+    with pytest.raises(
+        InputError, match=re.escape(f"from the species line of {tmp_path / 'POSCAR'} but 1 atom counts")
+    ):
         read_chgcar(tmp_path / "CHGCAR")
 
 
@@ -187,7 +248,10 @@ CUBE = _cube_text()
 BAD_CUBES = {
     "empty": (lambda t: "\n", "is empty"),
     "header only": (lambda t: "\n".join(t.split("\n")[:9]), "truncated cube header: the file ends before line 10"),
-    "truncated data": (lambda t: "\n".join(t.split("\n")[:20]) + "\n", "the cube data should hold 60 values (3x4x5 grid), found"),
+    "truncated data": (
+        lambda t: "\n".join(t.split("\n")[:20]) + "\n",
+        "the cube data should hold 60 values (3x4x5 grid), found",
+    ),
     "truncated inside a number": (lambda t: t.rstrip("\n")[:-3], "ends inside a number"),
     "non-numeric": (lambda t: t.replace("E-0", "X-0", 1), "non-numeric value"),
     "NaN": (_sub_token(16, 1, "nan"), "line 17: NaN or infinite value 'nan' in the cube data"),
@@ -226,9 +290,13 @@ def test_unreadable_structure_is_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "target, message",
-    [("{tmp}", "is a directory, expected an output file name"), ("{tmp}/nope/CHGCAR", "does not exist"),
-     ("{tmp}/afile/CHGCAR", "afile is a file, not a folder"), ("/proc/deepmd-charge-test/CHGCAR", "does not exist"),
-     ("/proc/CHGCAR", "cannot write")],
+    [
+        ("{tmp}", "is a directory, expected an output file name"),
+        ("{tmp}/nope/CHGCAR", "does not exist"),
+        ("{tmp}/afile/CHGCAR", "afile is a file, not a folder"),
+        ("/proc/deepmd-charge-test/CHGCAR", "does not exist"),
+        ("/proc/CHGCAR", "cannot write"),
+    ],
 )
 def test_unwritable_output_is_an_input_error_and_leaves_nothing(tmp_path, target, message):
     (tmp_path / "afile").write_text("x")
@@ -251,8 +319,14 @@ def test_failure_while_writing_removes_the_temporary_file(tmp_path):
 
 
 # ---- through the CLI ----------------------------------------------------------------------------
-CLI_CASES = ["truncated inside a number", "NaN in augmentation", "grid line too small", "no Direct line", "binary file",
-             "data line deleted"]
+CLI_CASES = [
+    "truncated inside a number",
+    "NaN in augmentation",
+    "grid line too small",
+    "no Direct line",
+    "binary file",
+    "data line deleted",
+]
 
 
 def _assert_one_line_exit_2(proc, path, message, tmp_path):
@@ -270,7 +344,9 @@ def test_cli_convert_bad_chgcar(tmp_path, case):
     mutate, message = BAD_CHGCARS[case]
     path = tmp_path / "CHGCAR"
     path.write_text(mutate(SPIN))
-    proc = run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(path), "-o", str(tmp_path / "data")], check=False)
+    proc = run(
+        [sys.executable, "-m", "deepmd_charge.cli", "convert", str(path), "-o", str(tmp_path / "data")], check=False
+    )
     _assert_one_line_exit_2(proc, path, message, tmp_path)
 
 
@@ -280,10 +356,31 @@ def test_cli_convert_vasp4_and_missing_species(tmp_path):
     del lines[5]
     path = tmp_path / "CHGCAR"
     path.write_text("\n".join(lines))
-    proc = run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(path), "-o", str(tmp_path / "data")], check=False)
-    _assert_one_line_exit_2(proc, path, "VASP 4 header without a species line: give the elements with --elements", tmp_path)
-    run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(path), "-o", str(tmp_path / "data"), "--elements", "Si",
-         "--points-per-frame", "8", "--points", "16", "--seed", "0"])
+    proc = run(
+        [sys.executable, "-m", "deepmd_charge.cli", "convert", str(path), "-o", str(tmp_path / "data")], check=False
+    )
+    _assert_one_line_exit_2(
+        proc, path, "VASP 4 header without a species line: give the elements with --elements", tmp_path
+    )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "convert",
+            str(path),
+            "-o",
+            str(tmp_path / "data"),
+            "--elements",
+            "Si",
+            "--points-per-frame",
+            "8",
+            "--points",
+            "16",
+            "--seed",
+            "0",
+        ]
+    )
     assert (tmp_path / "data" / "type_map.raw").read_text().split() == ["Si", "X"]
 
 
@@ -300,7 +397,9 @@ def test_cli_convert_one_good_one_bad_writes_nothing(tmp_path, capsys):
 @pytest.mark.parametrize("output", ["{tmp}/afile/data", "/proc/deepmd-charge-test/data"])
 def test_cli_convert_unwritable_output(tmp_path, capsys, output):
     (tmp_path / "afile").write_text("x")
-    code = cli.main(["convert", str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"), "-o", output.format(tmp=tmp_path), "--points", "400"])
+    code = cli.main(
+        ["convert", str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"), "-o", output.format(tmp=tmp_path), "--points", "400"]
+    )
     assert code == 2
     assert "cannot write" in capsys.readouterr().err
 
@@ -309,8 +408,25 @@ def test_cli_convert_unwritable_output(tmp_path, capsys, output):
 NONFINITE = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "*************"]
 GARBAGE = st.one_of(
     st.text(max_size=30),
-    st.sampled_from(["\n", "\n\n", " 1.0", " 1.0\n", "   28   28   28\n", "    4    4    4\n", "augmentation occupancies   1  33\n",
-                     " -", "E+", "\x00", "\t", "\r", "\x0c", " 0.1-100", "Si\n"]),
+    st.sampled_from(
+        [
+            "\n",
+            "\n\n",
+            " 1.0",
+            " 1.0\n",
+            "   28   28   28\n",
+            "    4    4    4\n",
+            "augmentation occupancies   1  33\n",
+            " -",
+            "E+",
+            "\x00",
+            "\t",
+            "\r",
+            "\x0c",
+            " 0.1-100",
+            "Si\n",
+        ]
+    ),
 )
 
 

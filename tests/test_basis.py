@@ -1,7 +1,6 @@
 """Radial basis sums (superposition of atomic densities): numpy and TensorFlow agree, the fit works."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -43,8 +42,8 @@ def test_basis_sums_against_a_brute_force_loop_in_a_skewed_cell():
         for a, y in enumerate(atoms.positions):
             for i in rng:
                 for j in rng:
-                    for l in rng:
-                        d = np.linalg.norm(x - y - np.array([i, j, l]) @ atoms.cell[:])
+                    for m in rng:
+                        d = np.linalg.norm(x - y - np.array([i, j, m]) @ atoms.cell[:])
                         want[p, types[a]] += phi(np.array([d]), rcut, k)[0]
     np.testing.assert_allclose(got, want.reshape(len(pts), -1), atol=1e-10)
 
@@ -75,9 +74,17 @@ def test_two_element_superposition_is_fitted_before_training(tmp_path):
     coords, dens = [], []
     for _ in range(nframes):
         pts = rng.random((npts, 3)) @ atoms.cell[:]
-        d = np.linalg.norm(pts[:, None, :] - np.concatenate([atoms.positions + s @ atoms.cell[:] for s in np.ndindex(3, 3, 3) for s in [np.array(s) - 1]])[None], axis=2)
+        d = np.linalg.norm(
+            pts[:, None, :]
+            - np.concatenate(
+                [atoms.positions + s @ atoms.cell[:] for s in np.ndindex(3, 3, 3) for s in [np.array(s) - 1]]
+            )[None],
+            axis=2,
+        )
         tt = np.tile(types, 27)
-        rho = (np.where(tt == 0, 0.2 * np.exp(-((d / 1.0) ** 2)), 0.5 * np.exp(-((d / 0.7) ** 2))) * (d < 4.0)).sum(axis=1)
+        rho = (np.where(tt == 0, 0.2 * np.exp(-((d / 1.0) ** 2)), 0.5 * np.exp(-((d / 0.7) ** 2))) * (d < 4.0)).sum(
+            axis=1
+        )
         coords.append(np.concatenate([atoms.positions, pts]).reshape(-1))
         dens.append(np.concatenate([np.zeros(len(atoms)), rho]))
     np.save(sysdir / "set.000" / "coord.npy", np.array(coords))
@@ -85,15 +92,28 @@ def test_two_element_superposition_is_fitted_before_training(tmp_path):
     np.save(sysdir / "set.000" / "density.npy", np.array(dens))
     (sysdir / "type.raw").write_text("\n".join(map(str, list(types) + [2] * npts)) + "\n")
     (sysdir / "type_map.raw").write_text("Na\nCl\nX\n")
-    spread = np.abs(np.array(dens)[:, len(atoms):] - np.mean(np.array(dens)[:, len(atoms):])).mean()
+    spread = np.abs(np.array(dens)[:, len(atoms) :] - np.mean(np.array(dens)[:, len(atoms) :])).mean()
     inp = {
         "model": {
             "type_map": ["Na", "Cl", "X"],
-            "descriptor": {"type": "se_e2_a", "sel": [40, 40, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": [40, 40, 0],
+                "rcut": 4.0,
+                "neuron": [4, 8],
+                "axis_neuron": 2,
+                "seed": 1,
+            },
             "fitting_net": {"type": "charge", "neuron": [8], "radial_neuron": [], "radial_basis": 24, "seed": 1},
         },
         "learning_rate": {"type": "exp", "start_lr": 1e-4, "stop_lr": 1e-5, "smooth": True},
-        "training": {"training_data": {"systems": str(sysdir)}, "numb_steps": 1, "disp_freq": 1, "save_freq": 1, "seed": 1},
+        "training": {
+            "training_data": {"systems": str(sysdir)},
+            "numb_steps": 1,
+            "disp_freq": 1,
+            "save_freq": 1,
+            "seed": 1,
+        },
     }
     (tmp_path / "input.json").write_text(json.dumps(inp))
     run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)

@@ -48,7 +48,10 @@ def test_cube_corpus_electron_count():
 
 
 @needs_shared
-@pytest.mark.parametrize("name", ["atomate__Si_static_CHGCAR.gz", "matterviz__NiO_SOC_CHGCAR_stride2.gz", "pyiron_atomistics__Fe1_CHGCAR_spin"])
+@pytest.mark.parametrize(
+    "name",
+    ["atomate__Si_static_CHGCAR.gz", "matterviz__NiO_SOC_CHGCAR_stride2.gz", "pyiron_atomistics__Fe1_CHGCAR_spin"],
+)
 def test_round_trip_keeps_blocks_and_augmentation(tmp_path, name):
     vol = read_chgcar(CORPUS / name)
     write_volumetric(tmp_path / "CHGCAR", vol)
@@ -108,7 +111,9 @@ def test_grid_orientation_fortran_order(tmp_path):
     first = [float(x) for x in text[grid_line + 1].split()]
     volume = atoms.get_volume()
     # the first five values in the file are rho[0..4, 0, 0]: x fastest
-    np.testing.assert_allclose(np.array(first) / volume, [rho[0, 0, 0], rho[1, 0, 0], rho[2, 0, 0], rho[3, 0, 0], rho[0, 1, 0]])
+    np.testing.assert_allclose(
+        np.array(first) / volume, [rho[0, 0, 0], rho[1, 0, 0], rho[2, 0, 0], rho[3, 0, 0], rho[0, 1, 0]]
+    )
     np.testing.assert_allclose(read_chgcar(tmp_path / "CHGCAR").total, rho, rtol=1e-10, atol=1e-12)
 
 

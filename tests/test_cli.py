@@ -13,7 +13,19 @@ from deepmd_charge.io.cube import read_cube
 def test_predict_like_and_test(trained, tmp_path):
     model = trained["model"]
     ref = EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"
-    out = run(["dp-charge", "predict", str(model), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "CHGCAR_pred"), "--like", str(ref), "--quiet"])
+    out = run(
+        [
+            "dp-charge",
+            "predict",
+            str(model),
+            str(EXAMPLE_DFT / "rattled_b" / "POSCAR"),
+            "-o",
+            str(tmp_path / "CHGCAR_pred"),
+            "--like",
+            str(ref),
+            "--quiet",
+        ]
+    )
     assert "electrons:" in out.stdout
     pred = read_chgcar(tmp_path / "CHGCAR_pred")
     dft = read_chgcar(ref)
@@ -28,8 +40,22 @@ def test_predict_like_and_test(trained, tmp_path):
     nmae = np.abs(raw - dft.total).sum() / np.abs(dft.total).sum()
     assert nmae < 0.5  # a 300-step model, far better than zero density
 
-    t = run(["dp-charge", "test", str(model), str(ref), str(trained["dir"] / "data"), "--json", str(tmp_path / "m.json"),
-             "--plot", str(tmp_path / "parity.png"), "--slice", str(tmp_path / "slice.png"), "--quiet"])
+    t = run(
+        [
+            "dp-charge",
+            "test",
+            str(model),
+            str(ref),
+            str(trained["dir"] / "data"),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--plot",
+            str(tmp_path / "parity.png"),
+            "--slice",
+            str(tmp_path / "slice.png"),
+            "--quiet",
+        ]
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     grid = metrics["inputs"][0]
     assert grid["points"] == 48**3
@@ -43,7 +69,21 @@ def test_predict_like_and_test(trained, tmp_path):
 
 
 def test_predict_cube_and_spacing(trained, tmp_path):
-    out = run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "rho.cube"), "--spacing", "0.4", "--quiet", "--threads", "1"])
+    out = run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(EXAMPLE_DFT / "perfect" / "POSCAR"),
+            "-o",
+            str(tmp_path / "rho.cube"),
+            "--spacing",
+            "0.4",
+            "--quiet",
+            "--threads",
+            "1",
+        ]
+    )
     vol = read_cube(tmp_path / "rho.cube")
     assert vol.shape == (15, 15, 15)  # 5.43/0.4 = 13.6 -> 15, the next 2-3-5 number
     count = float(out.stdout.split("electrons:")[1].split()[0])
@@ -54,10 +94,24 @@ def test_like_vasp_reference_gives_augmentation_and_electron_count(trained, tmp_
     """A reference with augmentation occupancies and the same atoms: its block is copied verbatim
     after the predicted grid, and the count is the reference's unless --electrons says otherwise."""
     dft = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")
-    aug = "".join(f"augmentation occupancies {a:3d}   3\n  0.1000000E+00 -0.2000000E-01  0.3000000E-02\n" for a in range(1, 9))
+    aug = "".join(
+        f"augmentation occupancies {a:3d}   3\n  0.1000000E+00 -0.2000000E-01  0.3000000E-02\n" for a in range(1, 9)
+    )
     ref = tmp_path / "CHGCAR_ref"
     write_chgcar(ref, dft.atoms, [dft.total * 1.01], trailers=[aug])  # 32.32 electrons
-    out = run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"), "--like", str(ref), "--quiet"])
+    out = run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(EXAMPLE_DFT / "rattled_b" / "POSCAR"),
+            "-o",
+            str(tmp_path / "CHGCAR"),
+            "--like",
+            str(ref),
+            "--quiet",
+        ]
+    )
     pred = read_chgcar(tmp_path / "CHGCAR")
     assert pred.trailers[0] == aug and pred.shape == dft.shape
     assert pred.electrons() == pytest.approx(32.32, rel=1e-6)
@@ -65,7 +119,23 @@ def test_like_vasp_reference_gives_augmentation_and_electron_count(trained, tmp_
 
 
 def test_normalize(trained, tmp_path):
-    run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"), "--grid", "12", "12", "12", "--normalize", "32", "--quiet"])
+    run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(EXAMPLE_DFT / "perfect" / "POSCAR"),
+            "-o",
+            str(tmp_path / "CHGCAR"),
+            "--grid",
+            "12",
+            "12",
+            "12",
+            "--normalize",
+            "32",
+            "--quiet",
+        ]
+    )
     assert read_chgcar(tmp_path / "CHGCAR").electrons() == pytest.approx(32.0, rel=1e-9)
 
 
@@ -77,7 +147,10 @@ def test_normalize(trained, tmp_path):
         (["predict", "{model}", "{poscar}", "-o", "{out}", "--spacing", "-1"], "must be a positive length"),
         (["predict", "{model}", "{water}", "-o", "{out}", "--grid", "4", "4", "4"], "does not know"),
         (["predict", "{junk}", "{poscar}", "-o", "{out}"], "not a frozen TensorFlow model"),
-        (["predict", "{model}", "{poscar}", "-o", "/nonexistent/dir/CHGCAR", "--grid", "4", "4", "4", "--quiet"], "does not exist"),
+        (
+            ["predict", "{model}", "{poscar}", "-o", "/nonexistent/dir/CHGCAR", "--grid", "4", "4", "4", "--quiet"],
+            "does not exist",
+        ),
         (["test", "{model}", "{tmp}"], "is a directory"),
         (["convert", "{junk}", "-o", "{tmp}/data"], "line"),
     ],
@@ -85,8 +158,15 @@ def test_normalize(trained, tmp_path):
 def test_user_mistakes_give_one_line_and_exit_2(trained, tmp_path, args, message):
     (tmp_path / "junk.pb").write_text("hello\n")
     (tmp_path / "water.xyz").write_text("3\n\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
-    fill = {"model": trained["model"], "missing": tmp_path / "nope", "out": tmp_path / "OUT", "poscar": EXAMPLE_DFT / "perfect" / "POSCAR",
-            "water": tmp_path / "water.xyz", "junk": tmp_path / "junk.pb", "tmp": tmp_path}
+    fill = {
+        "model": trained["model"],
+        "missing": tmp_path / "nope",
+        "out": tmp_path / "OUT",
+        "poscar": EXAMPLE_DFT / "perfect" / "POSCAR",
+        "water": tmp_path / "water.xyz",
+        "junk": tmp_path / "junk.pb",
+        "tmp": tmp_path,
+    }
     proc = run(["dp-charge"] + [a.format(**fill) for a in args], check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err_lines = proc.stderr.strip().splitlines()  # nothing else: native libraries' chatter is held back
@@ -104,7 +184,12 @@ def test_dp_doc_train_input_lists_charge_arguments(backend):
     assert "deepmd_charge.argcheck" in registered, "installed entry points are stale: run pip install -e .[test] again"
     out = run(["dp"] + backend + ["doc-train-input"]).stdout
     # the charge variants themselves, not the energy loss's own loss_func
-    for path in ("fitting_net[charge]/radial_basis", "fitting_net[charge]/neuron", "loss[charge]/loss_func", "loss[charge]/huber_delta"):
+    for path in (
+        "fitting_net[charge]/radial_basis",
+        "fitting_net[charge]/neuron",
+        "loss[charge]/loss_func",
+        "loss[charge]/huber_delta",
+    ):
         assert path in out
 
 
@@ -129,8 +214,23 @@ def test_dp_train_restart_and_init_model(trained, tmp_path, flag):
 def test_spin_model_writes_two_blocks(trained, tmp_path):
     """--spin-model adds the magnetisation block (here the same model stands in for a spin model)."""
     model = str(trained["model"])
-    out = run(["dp-charge", "predict", model, str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"),
-               "--grid", "12", "12", "12", "--spin-model", model, "--quiet"])
+    out = run(
+        [
+            "dp-charge",
+            "predict",
+            model,
+            str(EXAMPLE_DFT / "perfect" / "POSCAR"),
+            "-o",
+            str(tmp_path / "CHGCAR"),
+            "--grid",
+            "12",
+            "12",
+            "12",
+            "--spin-model",
+            model,
+            "--quiet",
+        ]
+    )
     assert "magnetization:" in out.stdout
     vol = read_chgcar(tmp_path / "CHGCAR")
     assert vol.block_names == ["total", "magnetization"]
@@ -150,16 +250,21 @@ def test_float32_model_trains_and_predicts(trained, tmp_path):
     run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=tmp_path)
     from deepmd_charge import DeepCharge
 
-    rho = DeepCharge(tmp_path / "model.pb").predict(read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz").atoms, grid=(8, 8, 8))
+    rho = DeepCharge(tmp_path / "model.pb").predict(
+        read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz").atoms, grid=(8, 8, 8)
+    )
     assert np.all(np.isfinite(rho)) and rho.std() > 0
 
 
-@pytest.mark.parametrize("change, message", [
-    (("descriptor", "sel", [40, 10]), "must have sel 0"),
-    (("loss", "loss_func", "l4"), "loss_func"),
-    (("fitting_net", "radial_basis", 1), "radial_basis must be 0 (off) or at least 2"),
-    (("type_embedding", "neuron", [4]), "radial_basis needs an se_e2_a descriptor without type embedding"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("descriptor", "sel", [40, 10]), "must have sel 0"),
+        (("loss", "loss_func", "l4"), "loss_func"),
+        (("fitting_net", "radial_basis", 1), "radial_basis must be 0 (off) or at least 2"),
+        (("type_embedding", "neuron", [4]), "radial_basis needs an se_e2_a descriptor without type embedding"),
+    ],
+)
 def test_dp_train_setup_mistakes_are_one_line(trained, tmp_path, change, message):
     from conftest import tiny_input
 

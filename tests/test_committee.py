@@ -20,8 +20,21 @@ POSCAR_A = EXAMPLE_DFT / "rattled_a" / "POSCAR"
 def second(trained, tmp_path_factory):
     """A second tiny model, as a committee member should be: other grid points, other seeds."""
     work = tmp_path_factory.mktemp("second")
-    run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-         "-o", str(work / "data"), "--points", "20000", "--seed", "7"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "convert",
+            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
+            "-o",
+            str(work / "data"),
+            "--points",
+            "20000",
+            "--seed",
+            "7",
+        ]
+    )
     config = tiny_input(work / "data", steps=200)
     for part in (config["model"]["descriptor"], config["model"]["fitting_net"], config["training"]):
         part["seed"] = 7
@@ -35,7 +48,9 @@ def second(trained, tmp_path_factory):
 def test_rank_correlation_known_values():
     assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert rank_correlation([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)  # scipy.stats.spearmanr
+    assert rank_correlation([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(
+        0.8207826816681233
+    )  # scipy.stats.spearmanr
     assert np.isnan(rank_correlation([1, 2, 3], [1, 1, 1]))
 
 
@@ -87,9 +102,9 @@ def test_committee_mean_and_std_of_two_models(model, second):
 
 
 def test_mismatched_type_map_is_a_clear_error(model):
-    from deepmd_charge.committee import Committee
-
     from types import SimpleNamespace
+
+    from deepmd_charge.committee import Committee
 
     other = object.__new__(type(model))  # a DeepCharge whose model (tf/session.py) knows water
     other.session, other.model_file = SimpleNamespace(type_map=["O", "H", "X"]), "water.pb"
@@ -108,12 +123,33 @@ def test_split_models_rule():
 
 # ---- the command line ---------------------------------------------------------------------------
 def test_predict_committee_writes_mean_and_std(trained, second, tmp_path):
-    out = run(["dp-charge", "predict", str(trained["model"]), str(second), str(POSCAR_A), "-o", str(tmp_path / "CHGCAR"),
-               "--std", str(tmp_path / "std.cube"), "--grid", "12", "12", "10", "--quiet", "--slab-points", "300"])
+    out = run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(second),
+            str(POSCAR_A),
+            "-o",
+            str(tmp_path / "CHGCAR"),
+            "--std",
+            str(tmp_path / "std.cube"),
+            "--grid",
+            "12",
+            "12",
+            "10",
+            "--quiet",
+            "--slab-points",
+            "300",
+        ]
+    )
     from deepmd_charge import DeepCharge
 
     atoms = read(POSCAR_A)
-    a, b = DeepCharge(trained["model"]).predict(atoms, grid=(12, 12, 10)), DeepCharge(second).predict(atoms, grid=(12, 12, 10))
+    a, b = (
+        DeepCharge(trained["model"]).predict(atoms, grid=(12, 12, 10)),
+        DeepCharge(second).predict(atoms, grid=(12, 12, 10)),
+    )
     mean = read_chgcar(tmp_path / "CHGCAR").total
     std = read_cube(tmp_path / "std.cube").total
     np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6 * np.abs(a).max())  # CHGCAR: 11 significant digits
@@ -124,8 +160,21 @@ def test_predict_committee_writes_mean_and_std(trained, second, tmp_path):
 
 
 def test_test_committee_reports_ranking_metrics(trained, second, tmp_path):
-    out = run(["dp-charge", "test", str(trained["model"]), str(second), str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"),
-               str(trained["dir"] / "data"), "--json", str(tmp_path / "m.json"), "--slice", str(tmp_path / "s.png"), "--quiet"])
+    out = run(
+        [
+            "dp-charge",
+            "test",
+            str(trained["model"]),
+            str(second),
+            str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"),
+            str(trained["dir"] / "data"),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--slice",
+            str(tmp_path / "s.png"),
+            "--quiet",
+        ]
+    )
     assert "spearman" in out.stdout and "worst1%@top5%" in out.stdout
     assert (tmp_path / "s.png").stat().st_size > 10_000  # five panels, deviation included
     metrics = json.loads((tmp_path / "m.json").read_text())
@@ -140,7 +189,16 @@ def test_select_ranks_and_writes_k_poscars(trained, second, tmp_path):
     far = perfect.copy()
     far.rattle(stdev=0.4, seed=3)  # far from the training structure (rattled 0.1 A)
     write(tmp_path / "pool.extxyz", [read(POSCAR_A), far, perfect])
-    args = ["dp-charge", "select", str(tmp_path / "pool.extxyz"), "--models", str(trained["model"]), str(second), "-n", "2"]
+    args = [
+        "dp-charge",
+        "select",
+        str(tmp_path / "pool.extxyz"),
+        "--models",
+        str(trained["model"]),
+        str(second),
+        "-n",
+        "2",
+    ]
     out = run(args + ["-o", str(tmp_path / "picked")])
     table = (tmp_path / "picked" / "ranking.txt").read_text()
     assert table.strip() in out.stdout
@@ -178,8 +236,26 @@ def test_committee_under_mpi_is_a_clear_error(trained, tmp_path):
     from test_parallel import _mpiexec
 
     model = str(trained["model"])
-    proc = run([_mpiexec(), "-n", "2", "dp-charge", "predict", model, model, str(POSCAR_A), "-o", str(tmp_path / "OUT"),
-                "--grid", "8", "8", "8", "--quiet"], check=False)
+    proc = run(
+        [
+            _mpiexec(),
+            "-n",
+            "2",
+            "dp-charge",
+            "predict",
+            model,
+            model,
+            str(POSCAR_A),
+            "-o",
+            str(tmp_path / "OUT"),
+            "--grid",
+            "8",
+            "8",
+            "8",
+            "--quiet",
+        ],
+        check=False,
+    )
     assert proc.returncode != 0
     assert "committee of models does not run under MPI" in proc.stderr
     assert not (tmp_path / "OUT").exists()
@@ -190,7 +266,15 @@ def test_write_selection_refuses_a_used_folder_and_writes_in_rank_order(tmp_path
 
     from deepmd_charge.select import write_selection
 
-    ranked = [{"name": f"s{i}", "atoms": bulk("Si", "diamond", a=5.43 + 0.1 * i, cubic=True), "mean": 1.0 - i / 10, "max": 1.0} for i in range(3)]
+    ranked = [
+        {
+            "name": f"s{i}",
+            "atoms": bulk("Si", "diamond", a=5.43 + 0.1 * i, cubic=True),
+            "mean": 1.0 - i / 10,
+            "max": 1.0,
+        }
+        for i in range(3)
+    ]
     (tmp_path / "next").mkdir()
     (tmp_path / "next" / "old").write_text("x")
     with pytest.raises(InputError, match="next: exists and is not an empty folder"):

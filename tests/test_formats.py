@@ -176,7 +176,9 @@ def test_cartesian_positions_scale_and_selective_dynamics(tmp_path):
     """Cartesian positions are scaled with the cell; Selective dynamics flags are skipped."""
     half = SI.cell[:] / 2
     cart = SI.get_scaled_positions() @ half  # in units of the (unscaled) header cell
-    (tmp_path / "cart").write_text(_chgcar([_rho()], header=_header(scale="2.0", cell=half, mode="Cartesian", positions=cart, selective=True)))
+    (tmp_path / "cart").write_text(
+        _chgcar([_rho()], header=_header(scale="2.0", cell=half, mode="Cartesian", positions=cart, selective=True))
+    )
     (tmp_path / "direct").write_text(_chgcar([_rho()]))
     a, b = read_chgcar(tmp_path / "cart"), read_chgcar(tmp_path / "direct")
     np.testing.assert_allclose(a.atoms.cell[:], b.atoms.cell[:], atol=1e-9)
@@ -188,7 +190,9 @@ def test_negative_scale_is_the_volume_also_for_cartesian_positions(tmp_path):
     half = SI.cell[:] / 2
     cart = SI.get_scaled_positions() @ half
     path = tmp_path / "CHGCAR"
-    path.write_text(_chgcar([_rho()], header=_header(scale=f"-{SI.get_volume():.10f}", cell=half, mode="cartesian", positions=cart)))
+    path.write_text(
+        _chgcar([_rho()], header=_header(scale=f"-{SI.get_volume():.10f}", cell=half, mode="cartesian", positions=cart))
+    )
     vol = read_chgcar(path)
     assert vol.atoms.get_volume() == pytest.approx(SI.get_volume())
     np.testing.assert_allclose(vol.atoms.positions, SI.positions, atol=1e-8)
@@ -283,10 +287,17 @@ def test_write_refuses_non_finite_values_and_leaves_nothing(tmp_path):
 
 # ---- corpus: every real file writes back unchanged ---------------------------------------------
 CORPUS_VASP = [
-    "atomate__Al_PBE_CHGCAR.gz", "atomate__LiH_PBEsol_CHGCAR.gz", "atomate__Si_static_AECCAR2.gz",
-    "atomate__YPO4_AECCAR2.gz", "matterviz__Fe3O4_CHGCAR_stride2.gz", "pawpyseed__Ga4_CHGCAR.gz",
-    "pyiron_atomistics__Fe1_CHGCAR_no_spin", "sisl-files__graphene_CHGCAR.gz", "sisl-files__NO_polarized_CHGCAR.gz",
-    "vaspchg_rs__Li_CHGCAR.nospin.gz", "vaspchg_rs__Li_CHGCAR.spin.gz",
+    "atomate__Al_PBE_CHGCAR.gz",
+    "atomate__LiH_PBEsol_CHGCAR.gz",
+    "atomate__Si_static_AECCAR2.gz",
+    "atomate__YPO4_AECCAR2.gz",
+    "matterviz__Fe3O4_CHGCAR_stride2.gz",
+    "pawpyseed__Ga4_CHGCAR.gz",
+    "pyiron_atomistics__Fe1_CHGCAR_no_spin",
+    "sisl-files__graphene_CHGCAR.gz",
+    "sisl-files__NO_polarized_CHGCAR.gz",
+    "vaspchg_rs__Li_CHGCAR.nospin.gz",
+    "vaspchg_rs__Li_CHGCAR.spin.gz",
 ]  # the others are round-tripped in test_chgcar.py
 
 

@@ -9,7 +9,15 @@ from ase.build import bulk
 from conftest import EXAMPLE_DFT, run
 from deepmd_charge.convert import frames_from_volumetric
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import CORE_RADIUS, cartesian_points, fractional_points, near_nucleus_mask, periodic_images, sample_indices, shape_from_spacing
+from deepmd_charge.grid import (
+    CORE_RADIUS,
+    cartesian_points,
+    fractional_points,
+    near_nucleus_mask,
+    periodic_images,
+    sample_indices,
+    shape_from_spacing,
+)
 from deepmd_charge.io.chgcar import VolumetricData, read_chgcar
 
 
@@ -95,7 +103,9 @@ def test_points_on_nuclei_are_not_used_for_training():
 
 
 def test_dpdata_format_plugin_and_deepmd_npy(tmp_path):
-    system = dpdata.System(str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"), fmt="vasp/chgcar", points_per_frame=100, n_points=1000, seed=0)
+    system = dpdata.System(
+        str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz"), fmt="vasp/chgcar", points_per_frame=100, n_points=1000, seed=0
+    )
     assert len(system) == 10
     system.to("deepmd/npy", str(tmp_path / "sys"), set_size=10)
     assert (tmp_path / "sys" / "type_map.raw").read_text().split() == ["Si", "X"]
@@ -105,7 +115,21 @@ def test_dpdata_format_plugin_and_deepmd_npy(tmp_path):
 
 def test_cli_convert_several_files_one_set_each(tmp_path):
     files = [str(EXAMPLE_DFT / name / "CHGCAR.gz") for name in ("perfect", "rattled_a")]
-    out = run(["dp-charge", "convert", *files, "-o", str(tmp_path / "data"), "--points", "2000", "--points-per-frame", "100", "--seed", "1"])
+    out = run(
+        [
+            "dp-charge",
+            "convert",
+            *files,
+            "-o",
+            str(tmp_path / "data"),
+            "--points",
+            "2000",
+            "--points-per-frame",
+            "100",
+            "--seed",
+            "1",
+        ]
+    )
     assert "20 frames x 100 points" in out.stdout
     sets = sorted(p.name for p in (tmp_path / "data").glob("set.*"))
     assert sets == ["set.000", "set.001"]

@@ -46,13 +46,17 @@ def test_chgcar_to_grid_layout(grid_dir):
         idx = nodes(vol, grid[f])
         np.testing.assert_allclose(dens[f, :, 0], vol.total[idx], rtol=0, atol=0)
         assert len(set(zip(*idx))) == 3000
-        d = np.linalg.norm(vol.atoms.positions[None] - grid[f][:, None], axis=-1)  # inside the cell, no images needed for
+        d = np.linalg.norm(
+            vol.atoms.positions[None] - grid[f][:, None], axis=-1
+        )  # inside the cell, no images needed for
         assert d.min() >= CORE_RADIUS - 1e-9  # points this close to an atom in the cell
 
 
 @pytest.mark.slow  # trains a model or builds the kernel
 def test_grid_layout_back_to_ghost_frames_and_training(grid_dir, tmp_path):
-    out = run(CLI + ["convert", str(grid_dir), "-o", str(tmp_path / "data"), "--points-per-frame", "200", "--seed", "0"]).stdout
+    out = run(
+        CLI + ["convert", str(grid_dir), "-o", str(tmp_path / "data"), "--points-per-frame", "200", "--seed", "0"]
+    ).stdout
     assert "30 frames x 200 points" in out  # 2 frames x 3000 points -> 2 x 15 training frames
     import dpdata
 

@@ -18,20 +18,49 @@ has_horovod = importlib.util.find_spec("horovod") is not None and shutil.which("
 @pytest.mark.slow
 @pytest.mark.skipif(not has_horovod, reason="Horovod (optional) or mpirun is not installed")
 def test_two_horovod_ranks_train_a_charge_model(tmp_path):
-    run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-         "-o", str(tmp_path / "data"), "--points", "8000", "--seed", "0"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "convert",
+            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
+            "-o",
+            str(tmp_path / "data"),
+            "--points",
+            "8000",
+            "--seed",
+            "0",
+        ]
+    )
     inp = tiny_input(tmp_path / "data", steps=40)
     inp["training"]["disp_freq"] = 20
     (tmp_path / "input.json").write_text(json.dumps(inp))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DP_INTRA_OP_PARALLELISM_THREADS": "1"}
     import subprocess
 
-    proc = subprocess.run(["mpirun", "-np", "2", "dp", "--tf", "train", "input.json"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        ["mpirun", "-np", "2", "dp", "--tf", "train", "input.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "World Size:        2" in log or "World Size: 2" in log
     lcurve = np.loadtxt(tmp_path / "lcurve.out")
     assert np.all(np.isfinite(lcurve)) and lcurve[-1, 1] < lcurve[0, 1]  # rmse fell
     run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=tmp_path)
-    out = run([sys.executable, "-m", "deepmd_charge.cli", "test", str(tmp_path / "model.pb"), str(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"), "--quiet"])
+    out = run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "test",
+            str(tmp_path / "model.pb"),
+            str(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"),
+            "--quiet",
+        ]
+    )
     assert "110592" in out.stdout  # scored on the whole 48^3 grid of an unseen cell

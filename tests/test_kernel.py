@@ -33,7 +33,7 @@ def _fake_compiler(folder, lines=2000):
         "#!/bin/sh\n"
         'if [ "$1" = "--version" ]; then echo "fake-g++ 1.0"; exit 0; fi\n'
         f'echo call >> "{folder}/calls"\n'
-        f"for i in $(seq 1 {lines}); do echo \"warning line $i\"; done\n"
+        f'for i in $(seq 1 {lines}); do echo "warning line $i"; done\n'
         'echo "error: the real problem" >&2\n'
         "exit 1\n"
     )
@@ -74,7 +74,9 @@ def test_a_cpu_whose_native_flags_break_tensorflows_headers(tmp_path, monkeypatc
     Its native flags are simulated by -march=sapphirerapids: the ladder must build with the next set.
     (Only built, not loaded: this CPU may lack some of that target's instructions.)"""
     monkeypatch.setattr(kernel, "_X86_NATIVE", "-march=sapphirerapids")
-    probe = subprocess.run(["g++", "-march=sapphirerapids", "-x", "c++", "-E", "-"], input="", capture_output=True, text=True)
+    probe = subprocess.run(
+        ["g++", "-march=sapphirerapids", "-x", "c++", "-E", "-"], input="", capture_output=True, text=True
+    )
     if probe.returncode:
         pytest.skip("this g++ does not know -march=sapphirerapids")
     sets = kernel.flag_sets("x86_64", kernel._X86_V3)
@@ -113,9 +115,22 @@ def test_user_errors_stay_one_line_and_come_before_any_kernel_work(trained, tmp_
     env = dict(os.environ, CXX=str(_fake_compiler(tmp_path)), DP_CHARGE_CACHE=str(tmp_path / "cache"))
     out = tmp_path / "rho"
     for bad in (["--grid", "0", "10", "10"], ["--spacing", "0"], ["--threads", "0"], ["--normalize", "-3"]):
-        proc = subprocess.run([sys.executable, "-m", "deepmd_charge.cli", "predict", str(trained["model"]),
-                               str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(out), *bad],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "deepmd_charge.cli",
+                "predict",
+                str(trained["model"]),
+                str(EXAMPLE_DFT / "perfect" / "POSCAR"),
+                "-o",
+                str(out),
+                *bad,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr, proc.stderr
     assert not (tmp_path / "calls").exists() and not (tmp_path / "cache").exists() and not out.exists()
@@ -125,14 +140,28 @@ def test_nothing_but_our_lines_on_stderr(trained, tmp_path):
     kernel.load_kernel()  # built once in this test session's cache; the runs below reuse it
     model = str(trained["model"])
     poscar = str(EXAMPLE_DFT / "perfect" / "POSCAR")
-    cli = subprocess.run(["dp-charge", "predict", model, poscar, "-o", str(tmp_path / "rho"), "--grid", "8", "8", "8", "--quiet"],
-                         capture_output=True, text=True)
+    cli = subprocess.run(
+        ["dp-charge", "predict", model, poscar, "-o", str(tmp_path / "rho"), "--grid", "8", "8", "8", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 0 and cli.stderr == "", cli.stderr
     assert "(tabulated networks)" in cli.stdout
-    api = subprocess.run([sys.executable, "-c", f"from ase.io import read; from deepmd_charge import DeepCharge\n"
-                          f"print(DeepCharge({model!r}).predict(read({poscar!r}), grid=(4, 4, 4)).shape)"],
-                         capture_output=True, text=True)
+    api = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from ase.io import read; from deepmd_charge import DeepCharge\n"
+            f"print(DeepCharge({model!r}).predict(read({poscar!r}), grid=(4, 4, 4)).shape)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert api.returncode == 0 and api.stderr == "" and "(4, 4, 4)" in api.stdout, api.stderr
-    loud = subprocess.run([sys.executable, "-c", "from deepmd_charge.tf.backend import import_backend; import_backend()"],
-                          capture_output=True, text=True, env=dict(os.environ, DP_CHARGE_VERBOSE="1"))
+    loud = subprocess.run(
+        [sys.executable, "-c", "from deepmd_charge.tf.backend import import_backend; import_backend()"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, DP_CHARGE_VERBOSE="1"),
+    )
     assert loud.returncode == 0 and loud.stderr.strip(), "DP_CHARGE_VERBOSE=1 should show the native start-up messages"

@@ -13,8 +13,13 @@ def _loss_values(pred, label, natoms, loss_func="mse"):
         loss = ChargeLoss(starter_learning_rate=1e-3, ghost_type=1, loss_func=loss_func)
         t_pred = tf.constant(pred.reshape(1, -1, 1))
         t_label = tf.constant(label.reshape(1, -1))
-        l2, more = loss.build(tf.constant(1e-3, tf.float64), tf.constant(natoms, tf.int32), {"atom_dos": t_pred},
-                              {"density": t_label, "find_density": tf.constant(1.0, tf.float64)}, "")
+        l2, more = loss.build(
+            tf.constant(1e-3, tf.float64),
+            tf.constant(natoms, tf.int32),
+            {"atom_dos": t_pred},
+            {"density": t_label, "find_density": tf.constant(1.0, tf.float64)},
+            "",
+        )
         with tf.Session(graph=graph) as sess:
             return sess.run([l2, more["mse"], more["mae"]])
 
@@ -33,8 +38,14 @@ def test_loss_reads_ghost_atoms_only():
     np.testing.assert_allclose(_loss_values(pred2, label2, natoms), base)
 
 
-@pytest.mark.parametrize("func, expected", [("mae", (0.5 + 1) / 4), ("huber", (0.01 * (0.5 - 0.005) + 0.01 * (1 - 0.005)) / 4),
-                                         ("relative", (0.5 / 1.51 + 1 / 2.01) / 4)])
+@pytest.mark.parametrize(
+    "func, expected",
+    [
+        ("mae", (0.5 + 1) / 4),
+        ("huber", (0.01 * (0.5 - 0.005) + 0.01 * (1 - 0.005)) / 4),
+        ("relative", (0.5 / 1.51 + 1 / 2.01) / 4),
+    ],
+)
 def test_loss_functions(func, expected):
     natoms = np.array([5, 5, 1, 4])
     pred = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
@@ -71,7 +82,9 @@ def test_neighbour_statistics_of_charge_data(tmp_path):
     from deepmd_charge.grid import CORE_RADIUS
     from deepmd_charge.tf.neighbor_stat import update_sel_for_charge
 
-    system = dpdata.System(str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), fmt="vasp/chgcar", points_per_frame=100, n_points=2000, seed=0)
+    system = dpdata.System(
+        str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), fmt="vasp/chgcar", points_per_frame=100, n_points=2000, seed=0
+    )
     system.to("deepmd/npy", str(tmp_path / "data"), set_size=len(system))
     data = DeepmdDataSystem([str(tmp_path / "data")], batch_size=1, test_size=1, rcut=5.0, type_map=["Si", "X"])
     model = {"descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0}, "fitting_net": {"type": "charge"}}

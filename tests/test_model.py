@@ -28,7 +28,7 @@ def test_matches_stock_deepmd_eval(model, trained, structure):
     stock = DeepDOS(str(trained["model"]))
     coords = np.concatenate([atoms.positions, pts]).reshape(1, -1)
     _, atomic = stock.eval(coords, atoms.cell[:].reshape(1, 9), [0] * len(atoms) + [1] * len(pts), atomic=True)
-    np.testing.assert_allclose(ours, atomic.reshape(-1)[len(atoms):], atol=1e-10)
+    np.testing.assert_allclose(ours, atomic.reshape(-1)[len(atoms) :], atol=1e-10)
 
 
 def test_rotation_translation_permutation_invariance(model, structure):
@@ -36,7 +36,9 @@ def test_rotation_translation_permutation_invariance(model, structure):
     ref = model.predict_points(atoms, pts)
     rot = Rotation.from_euler("zyx", [37, -21, 64], degrees=True).as_matrix()
     shift = np.array([0.37, -1.21, 2.9])
-    moved = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions @ rot.T + shift, cell=atoms.cell[:] @ rot.T, pbc=True)
+    moved = Atoms(
+        atoms.get_chemical_symbols(), positions=atoms.positions @ rot.T + shift, cell=atoms.cell[:] @ rot.T, pbc=True
+    )
     np.testing.assert_allclose(model.predict_points(moved, pts @ rot.T + shift), ref, atol=1e-8)
     perm = np.random.default_rng(3).permutation(len(atoms))
     np.testing.assert_allclose(model.predict_points(atoms[perm], pts), ref, atol=1e-8)
@@ -117,7 +119,6 @@ def test_training_logged_the_charge_statistics(trained):
 def test_dp_compress_keeps_the_density(trained, structure):
     """dp compress rebuilds the model from its training script: the radial net must come along."""
     from conftest import run
-
     from deepmd_charge import DeepCharge
 
     atoms, pts = structure
@@ -137,7 +138,13 @@ def test_a_deepmd_model_that_is_not_a_charge_model(tmp_path):
 
     graph = tf.Graph()
     with graph.as_default():
-        for name, dtype in (("t_coord", tf.float64), ("t_box", tf.float64), ("t_type", tf.int32), ("t_natoms", tf.int32), ("t_mesh", tf.int32)):
+        for name, dtype in (
+            ("t_coord", tf.float64),
+            ("t_box", tf.float64),
+            ("t_type", tf.int32),
+            ("t_natoms", tf.int32),
+            ("t_mesh", tf.int32),
+        ):
             tf.placeholder(dtype, [None], name=name)
         tf.constant("Si", name="model_attr/tmap")
         tf.constant(6.0, tf.float64, name="descrpt_attr/rcut")

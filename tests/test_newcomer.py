@@ -64,7 +64,21 @@ def test_convert_refuses_to_replace_data_unless_overwrite(tmp_path):
 @pytest.mark.slow  # trains a model or builds the kernel
 def test_several_compositions_hint_lists_every_element_and_trains(tmp_path):
     files = [str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), str(_sige(tmp_path))]
-    out = run(CLI + ["convert", *files, "-o", str(tmp_path / "data"), "--points", "400", "--points-per-frame", "100", "--seed", "0"])
+    out = run(
+        CLI
+        + [
+            "convert",
+            *files,
+            "-o",
+            str(tmp_path / "data"),
+            "--points",
+            "400",
+            "--points-per-frame",
+            "100",
+            "--seed",
+            "0",
+        ]
+    )
     hint = json.loads(out.stdout.split('"type_map": ')[1].split(", descriptor")[0])
     assert hint == ["Si", "Ge", "X"]
     # a second convert of other compositions into the same folder is refused too
@@ -76,7 +90,10 @@ def test_several_compositions_hint_lists_every_element_and_trains(tmp_path):
     # the old hint, ["Si", "X"]: one line naming the element to add and the type_map to use
     (tmp_path / "old.json").write_text(json.dumps(inp))
     line = _one_line(run(["dp", "--tf", "train", "old.json"], cwd=tmp_path, check=False), "lacks")
-    assert line.startswith("dp: error: old.json: the training data has type(s) ['Ge']") and '"type_map": ["Si", "Ge", "X"]' in line
+    assert (
+        line.startswith("dp: error: old.json: the training data has type(s) ['Ge']")
+        and '"type_map": ["Si", "Ge", "X"]' in line
+    )
     # following the hint trains
     inp["model"]["type_map"] = hint
     inp["model"]["descriptor"]["sel"] = [40, 40, 0]
@@ -97,10 +114,24 @@ def test_type_map_without_ghost_is_one_line(trained, tmp_path):
 
 # ---- predict ------------------------------------------------------------------------------------
 def test_like_with_another_cell_is_an_error(trained, tmp_path):
-    proc = run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "perfect" / "POSCAR"), "-o", str(tmp_path / "OUT"),
-                "--like", str(EXAMPLE_DFT / "rattled_c" / "CHGCAR.gz"), "--quiet"], check=False)
+    proc = run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(EXAMPLE_DFT / "perfect" / "POSCAR"),
+            "-o",
+            str(tmp_path / "OUT"),
+            "--like",
+            str(EXAMPLE_DFT / "rattled_c" / "CHGCAR.gz"),
+            "--quiet",
+        ],
+        check=False,
+    )
     assert proc.returncode == 2
-    line = _one_line(proc, "has another cell than the structure (a, b, c = 5.5386 5.5386 5.5386 A against 5.4300 5.4300 5.4300 A")
+    line = _one_line(
+        proc, "has another cell than the structure (a, b, c = 5.5386 5.5386 5.5386 A against 5.4300 5.4300 5.4300 A"
+    )
     assert "use --grid NX NY NZ" in line
     assert not (tmp_path / "OUT").exists()
 
@@ -119,12 +150,28 @@ def test_trajectory_every_frame_one_output_each(trained, model, tmp_path, name, 
     frames = _frames()
     path = tmp_path / name
     ase.io.write(path, frames, format=fmt)
-    out = run(["dp-charge", "predict", str(trained["model"]), str(path), "-o", str(tmp_path / "rho.cube"), "--grid", "6", "6", "8", "--quiet"])
+    out = run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(path),
+            "-o",
+            str(tmp_path / "rho.cube"),
+            "--grid",
+            "6",
+            "6",
+            "8",
+            "--quiet",
+        ]
+    )
     assert out.stdout.count("electrons:") == 3 and "wrote 3 files" in out.stdout
     for n, atoms in enumerate(frames):
         vol = read_cube(tmp_path / f"rho_{n:04d}.cube")
         np.testing.assert_allclose(vol.atoms.cell[:], atoms.cell[:], atol=1e-5)  # frame n, not the last one
-        np.testing.assert_allclose(vol.total, model.predict(atoms, grid=(6, 6, 8)), rtol=1e-4, atol=1e-6)  # cube: 5 digits
+        np.testing.assert_allclose(
+            vol.total, model.predict(atoms, grid=(6, 6, 8)), rtol=1e-4, atol=1e-6
+        )  # cube: 5 digits
     assert not (tmp_path / "rho.cube").exists()
 
 
@@ -141,11 +188,42 @@ def test_trajectory_index_and_one_model_load(trained, tmp_path, monkeypatch, cap
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(predict.DeepCharge, "__init__", counting)
-    code = cli.main(["predict", str(trained["model"]), str(path), "-o", str(tmp_path / "CHGCAR.gz"), "--grid", "4", "4", "4", "--quiet"])
+    code = cli.main(
+        [
+            "predict",
+            str(trained["model"]),
+            str(path),
+            "-o",
+            str(tmp_path / "CHGCAR.gz"),
+            "--grid",
+            "4",
+            "4",
+            "4",
+            "--quiet",
+        ]
+    )
     assert code == 0 and len(loads) == 1
     assert sorted(p.name for p in tmp_path.glob("CHGCAR*")) == ["CHGCAR_0000.gz", "CHGCAR_0001.gz", "CHGCAR_0002.gz"]
     # one selected frame: the output name as given
-    assert cli.main(["predict", str(trained["model"]), str(path), "-o", str(tmp_path / "last"), "--grid", "4", "4", "4", "--quiet", "--index", "-1"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(trained["model"]),
+                str(path),
+                "-o",
+                str(tmp_path / "last"),
+                "--grid",
+                "4",
+                "4",
+                "4",
+                "--quiet",
+                "--index",
+                "-1",
+            ]
+        )
+        == 0
+    )
     last = read_chgcar(tmp_path / "last")
     np.testing.assert_allclose(last.atoms.cell[:], _frames()[2].cell[:], atol=1e-6)
     capsys.readouterr()
@@ -157,7 +235,21 @@ def test_trajectory_with_a_bad_frame_writes_nothing(trained, tmp_path):
     frames = _frames()
     frames[2][0].symbol = "O"  # an element the model does not know, in the last frame
     ase.io.write(tmp_path / "md.xyz", frames)
-    proc = run(["dp-charge", "predict", str(trained["model"]), str(tmp_path / "md.xyz"), "-o", str(tmp_path / "OUT"), "--grid", "4", "4", "4"], check=False)
+    proc = run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(tmp_path / "md.xyz"),
+            "-o",
+            str(tmp_path / "OUT"),
+            "--grid",
+            "4",
+            "4",
+            "4",
+        ],
+        check=False,
+    )
     _one_line(proc, "md.xyz frame 2: has element(s) ['O'] that the model does not know")
     assert not list(tmp_path.glob("OUT*"))
 
@@ -166,7 +258,17 @@ def test_trajectory_with_like_checks_every_frame_first(trained, tmp_path):
     frames = _frames()  # cells of 5.43, 5.48, 5.53 A
     ase.io.write(tmp_path / "md.xyz", frames)
     write_chgcar(tmp_path / "like", frames[0], [np.ones((6, 6, 8))])
-    base = ["dp-charge", "predict", str(trained["model"]), str(tmp_path / "md.xyz"), "-o", str(tmp_path / "OUT"), "--like", str(tmp_path / "like"), "--quiet"]
+    base = [
+        "dp-charge",
+        "predict",
+        str(trained["model"]),
+        str(tmp_path / "md.xyz"),
+        "-o",
+        str(tmp_path / "OUT"),
+        "--like",
+        str(tmp_path / "like"),
+        "--quiet",
+    ]
     proc = run(base, check=False)
     _one_line(proc, f"{tmp_path / 'like'} (for {tmp_path / 'md.xyz'} frame 1): has another cell than the structure")
     assert not list(tmp_path.glob("OUT*"))
@@ -178,7 +280,10 @@ def test_trajectory_with_like_checks_every_frame_first(trained, tmp_path):
 def test_magnetization_channel_with_a_total_density_model_is_an_error(trained, tmp_path):
     vol = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")
     write_chgcar(tmp_path / "CHGCAR", vol.atoms, [vol.total, 0.05 * vol.total])  # 1.6 muB
-    proc = run(["dp-charge", "test", str(trained["model"]), str(tmp_path / "CHGCAR"), "--channel", "magnetization", "--quiet"], check=False)
+    proc = run(
+        ["dp-charge", "test", str(trained["model"]), str(tmp_path / "CHGCAR"), "--channel", "magnetization", "--quiet"],
+        check=False,
+    )
     assert proc.returncode == 2
     line = _one_line(proc, "This looks like a total-density model: leave out --channel magnetization")
     assert "its total density holds 32.000, its magnetization 1.600 muB" in line
@@ -203,8 +308,7 @@ def test_check_channel_recognises_a_magnetization_model():
 
 
 def test_reference_from_another_code_warns(trained, tmp_path):
-    from deepmd_charge.grid import near_nucleus_mask
-    from deepmd_charge.grid import cartesian_points
+    from deepmd_charge.grid import cartesian_points, near_nucleus_mask
 
     vol = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")
     # a norm-conserving-like reference: positive and smooth within 0.5 A of the nuclei
@@ -214,13 +318,29 @@ def test_reference_from_another_code_warns(trained, tmp_path):
     other[~near] *= (vol.total.sum() - other[near].sum()) / other[~near].sum()  # the same electron count
     write_chgcar(tmp_path / "CHGCAR_other", vol.atoms, [other])
     write_chgcar(tmp_path / "CHGCAR_more", vol.atoms, [1.1 * vol.total])  # 35.2 electrons
-    out = run(["dp-charge", "test", str(trained["model"]), str(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"), str(tmp_path / "CHGCAR_other"),
-               str(tmp_path / "CHGCAR_more"), "--quiet", "--json", str(tmp_path / "m.json")])
+    out = run(
+        [
+            "dp-charge",
+            "test",
+            str(trained["model"]),
+            str(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"),
+            str(tmp_path / "CHGCAR_other"),
+            str(tmp_path / "CHGCAR_more"),
+            "--quiet",
+            "--json",
+            str(tmp_path / "m.json"),
+        ]
+    )
     warnings = [line for line in out.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 2, out.stderr
-    assert warnings[0].startswith(f"dp-charge test: warning: {tmp_path / 'CHGCAR_other'}: the error is concentrated within 0.5 A of the nuclei")
+    assert warnings[0].startswith(
+        f"dp-charge test: warning: {tmp_path / 'CHGCAR_other'}: the error is concentrated within 0.5 A of the nuclei"
+    )
     assert "another DFT code or pseudopotential" in warnings[0]
-    assert warnings[1].startswith(f"dp-charge test: warning: {tmp_path / 'CHGCAR_more'}: the model predicts") and "holds 35.200" in warnings[1]
+    assert (
+        warnings[1].startswith(f"dp-charge test: warning: {tmp_path / 'CHGCAR_more'}: the model predicts")
+        and "holds 35.200" in warnings[1]
+    )
     inputs = json.loads((tmp_path / "m.json").read_text())["inputs"]
     assert inputs[0]["warnings"] == [] and inputs[0]["nmae_near_nuclei"] < 0.5
     assert inputs[1]["nmae_near_nuclei"] > 0.5 and len(inputs[1]["warnings"]) == 1
@@ -228,10 +348,43 @@ def test_reference_from_another_code_warns(trained, tmp_path):
 
 def test_diff_planar_average_and_pictures(trained, tmp_path):
     ref = EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz"
-    run(["dp-charge", "predict", str(trained["model"]), str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "pred"), "--grid", "48", "48", "48", "--quiet"])  # not --like: it rescales to the reference's electrons
-    out = run(["dp-charge", "test", str(trained["model"]), str(ref), "--quiet", "--diff", str(tmp_path / "diff.vasp"),
-               "--planar-average", str(tmp_path / "pa.png"), "--axis", "b", "--slice", str(tmp_path / "s.png"), "--slice-at", "1.4",
-               "--plot", str(tmp_path / "p.png"), "--log"])
+    run(
+        [
+            "dp-charge",
+            "predict",
+            str(trained["model"]),
+            str(EXAMPLE_DFT / "rattled_b" / "POSCAR"),
+            "-o",
+            str(tmp_path / "pred"),
+            "--grid",
+            "48",
+            "48",
+            "48",
+            "--quiet",
+        ]
+    )  # not --like: it rescales to the reference's electrons
+    out = run(
+        [
+            "dp-charge",
+            "test",
+            str(trained["model"]),
+            str(ref),
+            "--quiet",
+            "--diff",
+            str(tmp_path / "diff.vasp"),
+            "--planar-average",
+            str(tmp_path / "pa.png"),
+            "--axis",
+            "b",
+            "--slice",
+            str(tmp_path / "s.png"),
+            "--slice-at",
+            "1.4",
+            "--plot",
+            str(tmp_path / "p.png"),
+            "--log",
+        ]
+    )
     dft, pred = read_chgcar(ref), read_chgcar(tmp_path / "pred")
     diff = read_chgcar(tmp_path / "diff.vasp")
     np.testing.assert_allclose(diff.total, pred.total - dft.total, atol=1e-9)  # written with 11 digits

@@ -40,10 +40,46 @@ def test_streamed_chgcar_equals_one_shot(tmp_path):
 def test_mpi_two_ranks_same_file_as_serial(trained, tmp_path, monkeypatch):
     model = str(trained["model"])
     poscar = str(EXAMPLE_DFT / "rattled_b" / "POSCAR")
-    run(["dp-charge", "predict", model, poscar, "-o", str(tmp_path / "serial"), "--grid", "20", "24", "30", "--quiet", "--threads", "1"])
+    run(
+        [
+            "dp-charge",
+            "predict",
+            model,
+            poscar,
+            "-o",
+            str(tmp_path / "serial"),
+            "--grid",
+            "20",
+            "24",
+            "30",
+            "--quiet",
+            "--threads",
+            "1",
+        ]
+    )
     monkeypatch.setenv("DP_CHARGE_CACHE", str(tmp_path / "cache"))  # an empty kernel cache: first use
-    out = run([_mpiexec(), "-n", "2", "dp-charge", "predict", model, poscar, "-o", str(tmp_path / "mpi"),
-               "--grid", "20", "24", "30", "--quiet", "--threads", "1", "--slab-points", "1500"])
+    out = run(
+        [
+            _mpiexec(),
+            "-n",
+            "2",
+            "dp-charge",
+            "predict",
+            model,
+            poscar,
+            "-o",
+            str(tmp_path / "mpi"),
+            "--grid",
+            "20",
+            "24",
+            "30",
+            "--quiet",
+            "--threads",
+            "1",
+            "--slab-points",
+            "1500",
+        ]
+    )
     assert "on 2 MPI ranks" in out.stdout
     assert "(tabulated networks)" in out.stdout
     assert out.stderr.count("building the prediction kernel") == 1  # one rank builds, the other waits
@@ -59,10 +95,48 @@ def test_mpi_trajectory_one_file_per_frame_as_serial(trained, tmp_path):
     frames = [bulk("Si", "diamond", a=5.43 + 0.05 * i, cubic=True) for i in range(2)]
     ase.io.write(tmp_path / "md.xyz", frames)
     model, traj = str(trained["model"]), str(tmp_path / "md.xyz")
-    run(["dp-charge", "predict", model, traj, "-o", str(tmp_path / "serial"), "--grid", "8", "8", "12", "--quiet", "--threads", "1"])
-    out = run([_mpiexec(), "-n", "2", "dp-charge", "predict", model, traj, "-o", str(tmp_path / "mpi"), "--grid", "8", "8", "12",
-               "--quiet", "--threads", "1", "--slab-points", "200"])
-    assert out.stdout.count("on 2 MPI ranks") == 2 and out.stdout.count("== frame") == 2  # rank 0 reports each frame once
+    run(
+        [
+            "dp-charge",
+            "predict",
+            model,
+            traj,
+            "-o",
+            str(tmp_path / "serial"),
+            "--grid",
+            "8",
+            "8",
+            "12",
+            "--quiet",
+            "--threads",
+            "1",
+        ]
+    )
+    out = run(
+        [
+            _mpiexec(),
+            "-n",
+            "2",
+            "dp-charge",
+            "predict",
+            model,
+            traj,
+            "-o",
+            str(tmp_path / "mpi"),
+            "--grid",
+            "8",
+            "8",
+            "12",
+            "--quiet",
+            "--threads",
+            "1",
+            "--slab-points",
+            "200",
+        ]
+    )
+    assert (
+        out.stdout.count("on 2 MPI ranks") == 2 and out.stdout.count("== frame") == 2
+    )  # rank 0 reports each frame once
     for n in range(2):
         a, b = read_chgcar(tmp_path / f"serial_{n:04d}"), read_chgcar(tmp_path / f"mpi_{n:04d}")
         np.testing.assert_allclose(b.atoms.cell[:], frames[n].cell[:], atol=1e-6)

@@ -8,20 +8,27 @@ from deepmd_charge.errors import InputError
 from deepmd_charge.plot import (
     axis_index,
     parity_plot,
-    plane_geometry,
-    plane_index,
     planar_average,
     planar_average_plot,
+    plane_geometry,
+    plane_index,
     short_names,
     slice_plot,
 )
 from deepmd_charge.trajectory import frame_name, may_hold_frames, select_frames
 
 
-@pytest.mark.parametrize("output, name", [
-    ("CHGCAR_pred", "CHGCAR_pred_0007"), ("rho.cube", "rho_0007.cube"), ("CHGCAR.gz", "CHGCAR_0007.gz"),
-    ("rho.cube.gz", "rho_0007.cube.gz"), ("out/CHGCAR", "out/CHGCAR_0007"), ("Si.vasp", "Si_0007.vasp"),
-])
+@pytest.mark.parametrize(
+    "output, name",
+    [
+        ("CHGCAR_pred", "CHGCAR_pred_0007"),
+        ("rho.cube", "rho_0007.cube"),
+        ("CHGCAR.gz", "CHGCAR_0007.gz"),
+        ("rho.cube.gz", "rho_0007.cube.gz"),
+        ("out/CHGCAR", "out/CHGCAR_0007"),
+        ("Si.vasp", "Si_0007.vasp"),
+    ],
+)
 def test_frame_name(output, name):
     assert frame_name(output, 7) == name
 

@@ -51,7 +51,11 @@ def crystal_data():
     perfect = bulk("Si", "diamond", a=5.43, cubic=True)
     rattled = perfect.copy()
     rattled.rattle(0.1, seed=3)
-    return {"perfect": sample(perfect, 2000, rng), "rattled": sample(rattled, 2000, rng), "rattled2": sample(rattled, 2000, rng)}
+    return {
+        "perfect": sample(perfect, 2000, rng),
+        "rattled": sample(rattled, 2000, rng),
+        "rattled2": sample(rattled, 2000, rng),
+    }
 
 
 def test_perfect_crystal_fit_stays_bounded_between_seen_distances(crystal_data):
@@ -87,11 +91,14 @@ def test_well_sampled_fit_is_left_almost_unregularised(crystal_data):
 def test_fit_report_says_how_well_posed_the_fit_was(crystal_data):
     lines = regularised_fit(*crystal_data["perfect"])[2].lines()
     assert len(lines) == 2
-    assert re.search(r"condition number [0-9.e+]+, ridge [0-9e+-]+ .* -> [0-9.]+ effective degrees of freedom", lines[0])
+    assert re.search(
+        r"condition number [0-9.e+]+, ridge [0-9e+-]+ .* -> [0-9.]+ effective degrees of freedom", lines[0]
+    )
     assert re.search(r"MAE [0-9.]+ in-sample, [0-9.]+ on held-out points \([0-9.]+ unregularised\)", lines[1])
 
 
 # ---- learning-rate schedules -------------------------------------------------------------------
+
 
 def lr_ends_smoothly(lr: dict, steps: int) -> bool:
     """The schedule is within one smooth step of stop_lr at the last step, and never drops by more
@@ -125,7 +132,7 @@ def shipped_inputs():
                 block = re.sub(r":\s*(start_lr|lr)\s*([,}])", r": 0.005\2", block)
                 # dp-charge input's recipe (deepmd_charge/recipe.py) names its constants
                 block = block.replace("START_LR", repr(recipe.START_LR)).replace("STOP_LR", repr(recipe.STOP_LR))
-                steps = re.search(r'"numb_steps":\s*(\d+)', text[m.end(): m.end() + 400])
+                steps = re.search(r'"numb_steps":\s*(\d+)', text[m.end() : m.end() + 400])
                 found.append((name, ast.literal_eval(block), int(steps.group(1)) if steps else None))
     return found
 
@@ -143,8 +150,14 @@ def test_every_shipped_lr_schedule_decays_smoothly_to_stop_lr():
         assert not lr.get("smooth") and steps / lr.get("decay_steps", 5000) < MIN_LR_STAIRS, name
     found = [f for f in found if f[0] not in RECORDS]
     names = {n for n, _, _ in found}
-    assert {"examples/silicon/input.json", "README.md", "docs/templates.md", "tests/conftest.py",
-            "benchmarks/si8_one_structure.py", "benchmarks/materials.py"} <= names, names
+    assert {
+        "examples/silicon/input.json",
+        "README.md",
+        "docs/templates.md",
+        "tests/conftest.py",
+        "benchmarks/si8_one_structure.py",
+        "benchmarks/materials.py",
+    } <= names, names
     bad = []
     for name, lr, steps in found + [("tests/conftest.py tiny_input", tiny_input("data")["learning_rate"], 300)]:
         for n in {steps or 3000, 1000, 8000}:
@@ -176,6 +189,7 @@ def test_the_charge_fitting_smooths_a_coarse_staircase(caplog):
 
 # ---- divergence warning ------------------------------------------------------------------------
 
+
 def test_divergence_warning_needs_a_sustained_rise(caplog):
     from deepmd_charge.tf.loss import ChargeLoss
 
@@ -194,8 +208,21 @@ def test_divergence_warning_needs_a_sustained_rise(caplog):
 @pytest.mark.slow  # trains a model or builds the kernel
 def test_dp_train_warns_when_the_network_makes_the_model_worse(tmp_path):
     """A far too high learning rate on the shipped Si8 data: dp train names start_lr."""
-    run([sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-         "-o", str(tmp_path / "data"), "--points", "4000", "--seed", "0"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "convert",
+            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
+            "-o",
+            str(tmp_path / "data"),
+            "--points",
+            "4000",
+            "--seed",
+            "0",
+        ]
+    )
     inp = tiny_input(tmp_path / "data", steps=80)
     inp["learning_rate"] = {"type": "exp", "start_lr": 0.3, "stop_lr": 0.1, "smooth": True}
     inp["training"]["disp_freq"] = 10
@@ -203,4 +230,6 @@ def test_dp_train_warns_when_the_network_makes_the_model_worse(tmp_path):
     out = run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)
     log = out.stdout + out.stderr
     assert "effective degrees of freedom" in log and "held-out" in log
-    assert re.search(r"WARNING.*training MAE .* has stayed above 1.5x .* lower learning_rate/start_lr", log), log[-3000:]
+    assert re.search(r"WARNING.*training MAE .* has stayed above 1.5x .* lower learning_rate/start_lr", log), log[
+        -3000:
+    ]

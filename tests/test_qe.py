@@ -18,7 +18,10 @@ from deepmd_charge.io.qe import ChargeDensityG, read_charge_density, read_save, 
 MODEL = ROOT / "examples" / "si64-paper" / "model.pb"
 PSEUDO_DIR = "/usr/share/espresso/pseudo"
 HAVE_QE = bool(shutil.which("pw.x") and shutil.which("pp.x") and os.path.isfile(f"{PSEUDO_DIR}/Si.pbe-rrkj.UPF"))
-needs_qe = pytest.mark.skipif(not HAVE_QE, reason="Quantum ESPRESSO (pw.x, pp.x, Si.pbe-rrkj.UPF) is not installed: apt-get install quantum-espresso quantum-espresso-data")
+needs_qe = pytest.mark.skipif(
+    not HAVE_QE,
+    reason="Quantum ESPRESSO (pw.x, pp.x, Si.pbe-rrkj.UPF) is not installed: apt-get install quantum-espresso quantum-espresso-data",
+)
 
 CELL = np.array([[0.0, 2.715, 2.715], [2.715, 0.0, 2.715], [2.715, 2.715, 0.0]])
 FRAC = np.array([[0.0, 0.0, 0.0], [0.27, 0.25, 0.24]])
@@ -43,7 +46,9 @@ def _synthetic(gamma_only=False):
     x = np.linspace(0, 1, 16, endpoint=False)
     X, Y, _ = np.meshgrid(x, x, x, indexing="ij")
     rho = 0.2 + 0.05 * np.cos(2 * np.pi * (X + Y)) + 0.02 * rng.normal(size=X.shape)  # e/A^3, not band-limited
-    cd = ChargeDensityG(gamma_only=gamma_only, b=b, miller=miller, rho=[np.zeros(len(miller), complex)]).from_grid([rho])
+    cd = ChargeDensityG(gamma_only=gamma_only, b=b, miller=miller, rho=[np.zeros(len(miller), complex)]).from_grid(
+        [rho]
+    )
     return cd, rho
 
 
@@ -62,7 +67,9 @@ def test_file_round_trip_and_grid_identity(tmp_path, gamma_only):
     assert 1e-4 < np.abs(grid - rho).max()
     again = back.from_grid([grid])  # band-limited now: G -> r -> G is the identity
     assert np.abs(again.rho[0] - back.rho[0]).max() < 1e-15
-    assert np.allclose(back.to_grid((20, 18, 16))[0].mean(), grid.mean(), rtol=1e-12)  # any grid that holds the G-vectors
+    assert np.allclose(
+        back.to_grid((20, 18, 16))[0].mean(), grid.mean(), rtol=1e-12
+    )  # any grid that holds the G-vectors
 
 
 def test_gamma_only_file_gives_the_full_file_density():
@@ -140,12 +147,32 @@ def qe(tmp_path_factory):
     out = {"work": work}
     out["full"] = _run_qe("pw.x", work, "full", _pw_input("full"))
     out["gamma"] = _run_qe("pw.x", work, "gamma", _pw_input("gamma", kpoints="gamma"))
-    _run_qe("pp.x", work, "pp", "&INPUTPP\n  prefix = 'full'\n  outdir = './out'\n  filplot = 'rho.filplot'\n  plot_num = 0\n/\n")
+    _run_qe(
+        "pp.x",
+        work,
+        "pp",
+        "&INPUTPP\n  prefix = 'full'\n  outdir = './out'\n  filplot = 'rho.filplot'\n  plot_num = 0\n/\n",
+    )
     # a save folder for warm starts (as a user makes one: the same input, electron_maxstep = 0), and a spin-polarised one
     _run_qe("pw.x", work, "pre", _pw_input("start", extra_electrons="  electron_maxstep = 0\n"), ok_codes=(0, 2))
-    _run_qe("pw.x", work, "spin", _pw_input("spin", extra_system="  nspin = 2, occupations = 'smearing', degauss = 0.02, starting_magnetization(1) = 0.5\n",
-                                             extra_electrons="  electron_maxstep = 0\n"), ok_codes=(0, 2))
-    (work / "POSCAR").write_text("Si2\n1.0\n" + "\n".join(" ".join(map(str, v)) for v in CELL) + "\nSi\n2\nDirect\n" + "\n".join(" ".join(map(str, p)) for p in FRAC) + "\n")
+    _run_qe(
+        "pw.x",
+        work,
+        "spin",
+        _pw_input(
+            "spin",
+            extra_system="  nspin = 2, occupations = 'smearing', degauss = 0.02, starting_magnetization(1) = 0.5\n",
+            extra_electrons="  electron_maxstep = 0\n",
+        ),
+        ok_codes=(0, 2),
+    )
+    (work / "POSCAR").write_text(
+        "Si2\n1.0\n"
+        + "\n".join(" ".join(map(str, v)) for v in CELL)
+        + "\nSi\n2\nDirect\n"
+        + "\n".join(" ".join(map(str, p)) for p in FRAC)
+        + "\n"
+    )
     return out
 
 
@@ -161,7 +188,9 @@ def test_pw_density_file_matches_pp_x_and_round_trips(qe, tmp_path):
     save = read_save(qe["work"] / "out" / "full.save")
     assert save.nspin == 1 and save.nelec == 8 and not save.gamma_only and save.fft_grid == (18, 18, 18)
     assert save.atoms.get_chemical_symbols() == ["Si", "Si"]
-    assert np.allclose(save.atoms.cell[:], CELL, atol=1e-8) and np.allclose(save.atoms.get_scaled_positions(), FRAC, atol=1e-8)
+    assert np.allclose(save.atoms.cell[:], CELL, atol=1e-8) and np.allclose(
+        save.atoms.get_scaled_positions(), FRAC, atol=1e-8
+    )
     cd = read_save_density(save)
     assert cd.electrons() == pytest.approx(8.0, abs=1e-6)  # rho(G=0) * Omega, Omega from the file's reciprocal vectors
     rho = cd.to_grid(save.fft_grid)[0]
@@ -199,7 +228,21 @@ def test_predict_into_save_then_pw_starts_from_it(qe, shipped):
     work = qe["work"]
     save = work / "out" / "start.save"
     original = (save / "charge-density.dat").read_bytes()
-    out = run([sys.executable, "-m", "deepmd_charge.cli", "predict", str(MODEL), str(work / "POSCAR"), "--qe-save", str(save), "--quiet", "--threads", "1"])
+    out = run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "predict",
+            str(MODEL),
+            str(work / "POSCAR"),
+            "--qe-save",
+            str(save),
+            "--quiet",
+            "--threads",
+            "1",
+        ]
+    )
     assert "18x18x18" in out.stdout and "normalized to 8.000000" in out.stdout
     assert (save / "charge-density.dat.orig").read_bytes() == original
     cd = read_save_density(read_save(save))
@@ -224,7 +267,13 @@ def test_predict_into_save_then_pw_starts_from_it(qe, shipped):
 
 
 def _poscar(path, frac):
-    path.write_text("Si\n1.0\n" + "\n".join(" ".join(map(str, v)) for v in CELL) + f"\nSi\n{len(frac)}\nDirect\n" + "\n".join(" ".join(map(str, p)) for p in frac) + "\n")
+    path.write_text(
+        "Si\n1.0\n"
+        + "\n".join(" ".join(map(str, v)) for v in CELL)
+        + f"\nSi\n{len(frac)}\nDirect\n"
+        + "\n".join(" ".join(map(str, p)) for p in frac)
+        + "\n"
+    )
     return path
 
 
@@ -232,7 +281,10 @@ def _poscar(path, frac):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("moved", "is a pw.x run of another structure than POSCAR: atom 2 (Si) sits 0.0768 A from where the structure has it"),
+        (
+            "moved",
+            "is a pw.x run of another structure than POSCAR: atom 2 (Si) sits 0.0768 A from where the structure has it",
+        ),
         ("fewer", "another structure than POSCAR: 2 atoms, the structure 1"),
         ("spin", "spin-polarised run (nspin = 2): give a magnetisation model too"),
         ("missing", "no such pw.x save folder"),
@@ -260,10 +312,25 @@ def test_qe_save_mistake_on_the_command_line(qe, tmp_path):
     save = qe["work"] / "out" / "start.save"
     before = (save / "charge-density.dat").read_bytes()
     poscar = _poscar(tmp_path / "POSCAR", FRAC + [[0, 0, 0], [0.02, 0, 0]])
-    proc = run([sys.executable, "-m", "deepmd_charge.cli", "predict", str(MODEL), str(poscar), "--qe-save", str(save), "--quiet"], check=False)
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "deepmd_charge.cli",
+            "predict",
+            str(MODEL),
+            str(poscar),
+            "--qe-save",
+            str(save),
+            "--quiet",
+        ],
+        check=False,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dp-charge predict: error: ") and "another structure" in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("dp-charge predict: error: ") and "another structure" in lines[0], (
+        proc.stderr
+    )
     assert (save / "charge-density.dat").read_bytes() == before
 
 
@@ -273,8 +340,10 @@ def test_save_xml_elements_and_spin(tmp_path):
     save = tmp_path / "x.save"
     save.mkdir()
     (save / "Q1.upf").write_text('<UPF version="2.0.1">\n<PP_HEADER\n   element="Ge"\n/>\n')
-    atoms = "\n".join(f'<atom name="{n}" index="{i + 1}">{" ".join(str(x / Bohr) for x in p)}</atom>'
-                      for i, (n, p) in enumerate(zip(["Q1", "Si_a"], FRAC @ CELL)))
+    atoms = "\n".join(
+        f'<atom name="{n}" index="{i + 1}">{" ".join(str(x / Bohr) for x in p)}</atom>'
+        for i, (n, p) in enumerate(zip(["Q1", "Si_a"], FRAC @ CELL))
+    )
     cell = "\n".join(f"<a{i + 1}>{' '.join(str(x / Bohr) for x in v)}</a{i + 1}>" for i, v in enumerate(CELL))
     (save / "data-file-schema.xml").write_text(f"""<?xml version="1.0"?>
 <qes:espresso xmlns:qes="http://www.quantum-espresso.org/ns/qes/qes-1.0"><output>

@@ -24,8 +24,20 @@ def data(tmp_path_factory):
     work = tmp_path_factory.mktemp("recipe")
     nacl = bulk("NaCl", "rocksalt", a=5.64)
     write_chgcar(work / "CHGCAR_nacl", nacl, [np.full((12, 12, 12), 0.3)])
-    run(["dp-charge", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), str(work / "CHGCAR_nacl"),
-         "-o", str(work / "data"), "--points", "2000", "--seed", "0"])
+    run(
+        [
+            "dp-charge",
+            "convert",
+            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
+            str(work / "CHGCAR_nacl"),
+            "-o",
+            str(work / "data"),
+            "--points",
+            "2000",
+            "--seed",
+            "0",
+        ]
+    )
     return work
 
 
@@ -48,7 +60,19 @@ def test_input_from_the_data(data):
 @pytest.mark.slow  # trains a model or builds the kernel
 def test_written_input_trains_as_is(data, tmp_path):
     si = tmp_path / "si"
-    run(["dp-charge", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"), "-o", str(si), "--points", "1000", "--seed", "0"])
+    run(
+        [
+            "dp-charge",
+            "convert",
+            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
+            "-o",
+            str(si),
+            "--points",
+            "1000",
+            "--seed",
+            "0",
+        ]
+    )
     out = run(["dp-charge", "input", str(si), "-o", str(tmp_path / "input.json"), "--steps", "20"], cwd=tmp_path)
     assert "20 steps" in out.stdout and "'Si', 'X'" in out.stdout
     jdata = json.loads((tmp_path / "input.json").read_text())

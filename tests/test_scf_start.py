@@ -39,7 +39,10 @@ def test_other_atoms_take_nothing_and_say_so(change, why):
     change(atoms)
     ref = vasp_reference(_ref(ref_atoms, [AUG * 8]), atoms, "CHGCAR_ref", 1)
     assert ref.trailers == [""] and ref.electrons is None
-    assert ref.note == f"note: CHGCAR_ref holds other atoms ({why}): its augmentation block and electron count are not used"
+    assert (
+        ref.note
+        == f"note: CHGCAR_ref holds other atoms ({why}): its augmentation block and electron count are not used"
+    )
     assert species_mismatch(ref_atoms, atoms) == why
     # without an augmentation block there is nothing to warn about: it only lends its grid
     assert vasp_reference(_ref(ref_atoms, [""]), atoms, "CHGCAR_ref", 1).note is None

@@ -16,7 +16,9 @@ def test_table_interpolates_smooth_functions():
         return np.stack([np.sin(3 * x), np.exp(-(x**2)), np.tanh(0.7 * x - 1)], axis=1)
 
     table = Table(f, -0.37, 2.1, 30.0)
-    x = np.concatenate([np.random.default_rng(0).uniform(-0.37, 30.0, 5000), [table.upper, table.upper - 1e-12, 29.999]])
+    x = np.concatenate(
+        [np.random.default_rng(0).uniform(-0.37, 30.0, 5000), [table.upper, table.upper - 1e-12, 29.999]]
+    )
     assert np.abs(table(x) - f(x)).max() < 1e-10
     # outside the range: the value at the nearest end
     np.testing.assert_allclose(table(np.array([-5.0])), f(np.array([table.lower])), atol=1e-10)
@@ -40,11 +42,13 @@ def test_tabulated_equals_plain_graph(trained, model):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.rattle(0.1, seed=3)
     atoms.set_cell(atoms.cell[:] @ np.array([[1, 0, 0], [0.3, 1, 0], [0.1, -0.2, 1.05]]), scale_atoms=True)  # skewed
-    pts = np.concatenate([
-        np.random.default_rng(1).random((500, 3)) @ atoms.cell[:],
-        _points_near_atoms(atoms, np.linspace(0.05, 0.6, 60)),  # near nuclei (and inside CORE_RADIUS)
-        _points_near_atoms(atoms, np.linspace(3.9, 4.05, 30), seed=2),  # neighbours crossing rcut (4 A)
-    ])
+    pts = np.concatenate(
+        [
+            np.random.default_rng(1).random((500, 3)) @ atoms.cell[:],
+            _points_near_atoms(atoms, np.linspace(0.05, 0.6, 60)),  # near nuclei (and inside CORE_RADIUS)
+            _points_near_atoms(atoms, np.linspace(3.9, 4.05, 30), seed=2),  # neighbours crossing rcut (4 A)
+        ]
+    )
     np.testing.assert_allclose(model.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)
     _assert_nets_never_run(model)
 
@@ -76,7 +80,10 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
     sysdir = tmp_path / "data"
     (sysdir / "set.000").mkdir(parents=True)
     pts = rng.random((4, 50, 3)) @ atoms.cell[:]
-    np.save(sysdir / "set.000" / "coord.npy", np.concatenate([np.tile(atoms.positions, (4, 1, 1)), pts], axis=1).reshape(4, -1))
+    np.save(
+        sysdir / "set.000" / "coord.npy",
+        np.concatenate([np.tile(atoms.positions, (4, 1, 1)), pts], axis=1).reshape(4, -1),
+    )
     np.save(sysdir / "set.000" / "box.npy", np.tile(atoms.cell[:].reshape(-1), (4, 1)))
     rho = np.concatenate([np.zeros((4, len(atoms))), 0.1 + rng.random((4, 50))], axis=1)
     np.save(sysdir / "set.000" / "density.npy", rho)
@@ -85,11 +92,26 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
     inp = {
         "model": {
             "type_map": ["Na", "Cl", "X"],
-            "descriptor": {"type": "se_e2_a", "sel": [20, 30, 0], "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 2, "seed": 1, "precision": precision, **descriptor},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": [20, 30, 0],
+                "rcut": 4.0,
+                "neuron": [4, 8],
+                "axis_neuron": 2,
+                "seed": 1,
+                "precision": precision,
+                **descriptor,
+            },
             "fitting_net": {"type": "charge", "neuron": [8], **radial, "seed": 1, "precision": precision},
         },
         "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-4, "smooth": True},
-        "training": {"training_data": {"systems": str(sysdir)}, "numb_steps": 20, "disp_freq": 20, "save_freq": 20, "seed": 1},
+        "training": {
+            "training_data": {"systems": str(sysdir)},
+            "numb_steps": 20,
+            "disp_freq": 20,
+            "save_freq": 20,
+            "seed": 1,
+        },
     }
     (tmp_path / "input.json").write_text(json.dumps(inp))
     run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)
@@ -97,7 +119,9 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
     fast = DeepCharge(tmp_path / "model.pb")
     assert fast.tabulated, fast.why_not_tabulated
     plain = DeepCharge(tmp_path / "model.pb", tabulate=False)
-    test_pts = np.concatenate([rng.random((300, 3)) @ atoms.cell[:], _points_near_atoms(atoms, np.linspace(0.1, 1.0, 40))])
+    test_pts = np.concatenate(
+        [rng.random((300, 3)) @ atoms.cell[:], _points_near_atoms(atoms, np.linspace(0.1, 1.0, 40))]
+    )
     a, b = fast.predict_points(atoms, test_pts), plain.predict_points(atoms, test_pts)
     assert np.ptp(b) > 1e-3  # not a constant model
     np.testing.assert_allclose(a, b, rtol=0, atol=atol)
@@ -121,7 +145,9 @@ def _assert_nets_never_run(dc):
         o.name
         for o in ops
         if o.name.startswith(("tabulated/filter_type_", "tabulated/charge_radial/", "tabulated/o_descriptor"))
-        or o.type == "ConcatV2" and o.name.startswith("tabulated/") and o.outputs[0].shape[-1] != 1  # not the output's
+        or o.type == "ConcatV2"
+        and o.name.startswith("tabulated/")
+        and o.outputs[0].shape[-1] != 1  # not the output's
     ]
     assert not slow, slow
 

@@ -123,7 +123,9 @@ def parse_floats(lines, path, what: str, first_line: int = 0) -> np.ndarray:
             for k, line in enumerate(lines):
                 bad = next((t for t in line.split() if not _float_ok(t)), None)
                 if bad is not None:
-                    raise InputError(path, f"line {first_line + k + 1}: non-numeric value '{printable(bad)}' in {what}") from None
+                    raise InputError(
+                        path, f"line {first_line + k + 1}: non-numeric value '{printable(bad)}' in {what}"
+                    ) from None
             raise InputError(path, f"non-numeric value in {what}") from None
     if not np.isfinite(values).all():
         bad = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -228,7 +230,9 @@ def _parse_header(lines, path: Path, elements=None):
         factors = np.full(3, scale[0] if scale[0] > 0 else (-scale[0] / abs(det)) ** (1 / 3))
     else:
         if (scale <= 0).any():
-            raise InputError(path, f"malformed header: three scale factors must all be positive, line 2 has {scale.tolist()}")
+            raise InputError(
+                path, f"malformed header: three scale factors must all be positive, line 2 has {scale.tolist()}"
+            )
         factors = scale  # VASP 6: scale the x, y and z components
     cell = cell * factors[None, :]
     volume = abs(np.linalg.det(cell))
@@ -263,7 +267,9 @@ def _parse_header(lines, path: Path, elements=None):
         raise InputError(path, f"unknown element(s) {bad} in {origin}")
     counts = [int(t) for t in tokens]
     if len(counts) != len(species):
-        raise InputError(path, f"{len(species)} species {species} from {origin} but {len(counts)} atom counts in line {i + 1}")
+        raise InputError(
+            path, f"{len(species)} species {species} from {origin} but {len(counts)} atom counts in line {i + 1}"
+        )
     if any(c < 0 for c in counts) or sum(counts) == 0:
         raise InputError(path, f"invalid atom counts {counts} in line {i + 1}")
     count_line = i + 1
@@ -278,7 +284,9 @@ def _parse_header(lines, path: Path, elements=None):
     i += 1
     nat = sum(counts)
     if i + nat > len(lines):
-        raise InputError(path, f"truncated: the header declares {nat} atoms but the file ends after {len(lines) - i} position lines")
+        raise InputError(
+            path, f"truncated: the header declares {nat} atoms but the file ends after {len(lines) - i} position lines"
+        )
     pos = []
     for k in range(i, i + nat):
         row = _leading_floats(lines[k])
@@ -343,7 +351,10 @@ def _read_block(lines, start, n, grid_tokens, path, block_no):
         where = f"line {stop + 1} ('{printable(lines[stop])}')" if stop is not None else "the end of the file"
         raise InputError(path, f"truncated or malformed: {hold}, found {count} before {where}")
     if count > n:
-        raise InputError(path, f"line {j}: {hold} but runs past them within this line: the grid line does not match the data, or values were added")
+        raise InputError(
+            path,
+            f"line {j}: {hold} but runs past them within this line: the grid line does not match the data, or values were added",
+        )
     return values, j
 
 
@@ -365,7 +376,10 @@ def _check_trailer(lines, a, b, natoms, grid_tokens, path, block_no, more):
         for j in range(s, e):
             toks = lines[j].split()
             if len(toks) == 3 and _is_int_line(toks):
-                raise InputError(path, f"line {j + 1}: grid line '{printable(lines[j])}' differs from the first one ('{' '.join(grid_tokens)}')")
+                raise InputError(
+                    path,
+                    f"line {j + 1}: grid line '{printable(lines[j])}' differs from the first one ('{' '.join(grid_tokens)}')",
+                )
         counts.append(parse_floats(lines[s:e], path, f"the lines after data block {block_no}", s).size)
     loose = counts[0]
     for sec, found in zip(sections, counts[1:]):
@@ -373,23 +387,33 @@ def _check_trailer(lines, a, b, natoms, grid_tokens, path, block_no, more):
     if sections:
         if loose:
             raise InputError(
-                path, f"line {a + 1}: {loose} values between data block {block_no} and its augmentation occupancies: "
+                path,
+                f"line {a + 1}: {loose} values between data block {block_no} and its augmentation occupancies: "
                 "lines added, or a grid line that does not match the data",
             )
         if len(sections) != natoms:
             raise InputError(
-                path, f"augmentation occupancies after data block {block_no} cover {len(sections)} atoms, the header has {natoms}: truncated or lines lost",
+                path,
+                f"augmentation occupancies after data block {block_no} cover {len(sections)} atoms, the header has "
+                f"{natoms}: truncated or lines lost",
             )
         for k, (j, declared, found) in enumerate(sections):
             if found < declared or (found > declared and k < len(sections) - 1):
-                raise InputError(path, f"line {j + 1}: augmentation occupancies of atom {k + 1} should hold {declared} values, found {found}: truncated, or lines lost or added")
+                raise InputError(
+                    path,
+                    f"line {j + 1}: augmentation occupancies of atom {k + 1} should hold {declared} values, found "
+                    f"{found}: truncated, or lines lost or added",
+                )
         extra = sections[-1][2] - sections[-1][1]
     else:
         extra = loose
     if extra and not (more and extra in (natoms, 3 * natoms)):
-        where = f"between data blocks {block_no} and {block_no + 1}" if more else f"after the last data block ({block_no})"
+        where = (
+            f"between data blocks {block_no} and {block_no + 1}" if more else f"after the last data block ({block_no})"
+        )
         raise InputError(
-            path, f"{extra} values {where} belong to no block: lines added, a grid line that does not match the data, "
+            path,
+            f"{extra} values {where} belong to no block: lines added, a grid line that does not match the data, "
             "or a truncated next block",
         )
 
@@ -409,7 +433,9 @@ def read_chgcar(path, elements=None) -> VolumetricData:
         raise InputError(path, "has no grid line after the atom positions: a POSCAR rather than a CHGCAR, or truncated")
     grid_tokens = lines[i].split()
     if len(grid_tokens) != 3 or not _is_int_line(grid_tokens):
-        raise InputError(path, f"malformed: line {i + 1} should hold the grid size NX NY NZ, found '{printable(lines[i])}'")
+        raise InputError(
+            path, f"malformed: line {i + 1} should hold the grid size NX NY NZ, found '{printable(lines[i])}'"
+        )
     shape = tuple(int(t) for t in grid_tokens)
     if min(shape) <= 0:
         raise InputError(path, f"invalid grid size {shape} in line {i + 1}")
@@ -420,7 +446,9 @@ def read_chgcar(path, elements=None) -> VolumetricData:
         values, end = _read_block(lines, i + 1, n, grid_tokens, path, len(blocks) + 1)
         block = values.reshape(shape, order="F") / volume
         if not np.isfinite(block).all():
-            raise InputError(path, f"data block {len(blocks) + 1} overflows: values too large for the cell volume {volume:.3g} A^3")
+            raise InputError(
+                path, f"data block {len(blocks) + 1} overflows: values too large for the cell volume {volume:.3g} A^3"
+            )
         blocks.append(block)
         j = end
         while j < len(lines) and lines[j].split() != grid_tokens:
@@ -491,7 +519,7 @@ def _format_e(x: np.ndarray):
         return None
     e = np.zeros(x.shape, dtype=np.int64)
     e[pos] = np.floor(np.log10(a[pos]))
-    scaled = a / 10.0 ** e * 1e10
+    scaled = a / 10.0**e * 1e10
     d = np.rint(scaled).astype(np.int64)
     tie = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-4
     redo = pos & (tie | (d < 10**10) | (d >= 10**11))  # near-ties and log10 off by one
@@ -506,7 +534,7 @@ def _format_e(x: np.ndarray):
     out[:, 16] = ord("0") + np.abs(e) // 10
     out[:, 17] = ord("0") + np.abs(e) % 10
     for i in np.flatnonzero(redo):
-        field = (" %17.10E" % x[i]).encode()
+        field = f" {x[i]:17.10E}".encode()
         if len(field) != 18:
             return None
         out[i] = np.frombuffer(field, dtype=np.uint8)

@@ -43,7 +43,9 @@ def _numbers(lines, k, path, ints: int, floats: int, what: str) -> list:
             raise ValueError
         out = [_whole(t) for t in tok[:ints]] + [float(t) for t in tok[ints : ints + floats]]
     except ValueError:
-        raise InputError(path, f"malformed cube header: line {k + 1} should hold {what}, found '{printable(lines[k])}'") from None
+        raise InputError(
+            path, f"malformed cube header: line {k + 1} should hold {what}, found '{printable(lines[k])}'"
+        ) from None
     if not np.isfinite(out).all():
         raise InputError(path, f"malformed cube header: NaN or infinite number in line {k + 1}")
     return out
@@ -61,7 +63,10 @@ def read_cube(path) -> VolumetricData:
         try:
             nval = int(head[4])
         except ValueError:
-            raise InputError(path, f"malformed cube header: line 3 should end with the number of values per point, found '{printable(head[4])}'") from None
+            raise InputError(
+                path,
+                f"malformed cube header: line 3 should end with the number of values per point, found '{printable(head[4])}'",
+            ) from None
     shape, axes = [], []
     for i in range(3):
         n, *axis = _numbers(lines, 3 + i, path, 1, 3, "a grid count and a step vector")
@@ -80,7 +85,9 @@ def read_cube(path) -> VolumetricData:
     if nat < 0:  # a negative count: orbital numbers follow the atoms, "M id_1 ... id_M" (may wrap)
         m = _numbers(lines, start, path, 1, 0, "the number of orbitals and their ids")[0]
         if m <= 0:
-            raise InputError(path, f"malformed cube header: line {start + 1} should give a positive number of orbitals, found {m}")
+            raise InputError(
+                path, f"malformed cube header: line {start + 1} should give a positive number of orbitals, found {m}"
+            )
         seen = 0
         while seen < m + 1:
             if start >= len(lines):
@@ -95,7 +102,9 @@ def read_cube(path) -> VolumetricData:
     if values.size != n * nval:
         per = f" x {nval} values per point" if nval > 1 else ""
         raise InputError(
-            path, f"truncated or malformed: the cube data should hold {n * nval} values ({'x'.join(map(str, shape))} grid{per}), found {values.size}"
+            path,
+            f"truncated or malformed: the cube data should hold {n * nval} values ({'x'.join(map(str, shape))} "
+            f"grid{per}), found {values.size}",
         )
     cell = np.array(axes) * np.array(shape)[:, None] * Bohr
     lengths = np.linalg.norm(cell, axis=1)
@@ -130,7 +139,10 @@ def write_cube(path, atoms: Atoms, rho: np.ndarray, comment: str = "") -> None:
         raise ValueError(f"rho must be a 3-d array, got shape {rho.shape}")
     if not np.isfinite(rho).all():
         raise InputError(path, "not written: the density holds NaN or infinite values")
-    out = [(comment or "deepmd-charge density").replace("\n", " ").replace("\r", " "), "OUTER LOOP: X, MIDDLE LOOP: Y, INNER LOOP: Z (e/bohr^3)"]
+    out = [
+        (comment or "deepmd-charge density").replace("\n", " ").replace("\r", " "),
+        "OUTER LOOP: X, MIDDLE LOOP: Y, INNER LOOP: Z (e/bohr^3)",
+    ]
     out.append(f"{len(atoms):5d}{0.0:12.6f}{0.0:12.6f}{0.0:12.6f}")
     for i in range(3):
         step = atoms.cell[i] / rho.shape[i] / Bohr

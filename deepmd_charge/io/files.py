@@ -15,7 +15,11 @@ from pathlib import Path
 from deepmd_charge.errors import InputError
 
 # magic bytes -> (name, decompress)
-_MAGIC = {b"\x1f\x8b": ("gzip", gzip.decompress), b"BZh": ("bzip2", bz2.decompress), b"\xfd7zXZ\x00": ("xz", lzma.decompress)}
+_MAGIC = {
+    b"\x1f\x8b": ("gzip", gzip.decompress),
+    b"BZh": ("bzip2", bz2.decompress),
+    b"\xfd7zXZ\x00": ("xz", lzma.decompress),
+}
 #: file name ending (any case) -> a compressing binary stream over the raw output file (for writing)
 COMPRESSORS = {
     ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6),
@@ -63,7 +67,9 @@ def read_text(path) -> str:
             try:
                 raw = decompress(raw)
             except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
-                raise InputError(path, f"cannot be read: broken {kind} data ({printable(exc, 80)}); is the file complete?") from None
+                raise InputError(
+                    path, f"cannot be read: broken {kind} data ({printable(exc, 80)}); is the file complete?"
+                ) from None
             break
     if not raw.strip():
         raise InputError(path, "is empty")

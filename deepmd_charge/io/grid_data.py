@@ -43,7 +43,9 @@ def write_grid_systems(frames: list, outdir, ghost: str = "X") -> list:
     written = []
     for symbols, group in groups.items():
         if ghost in symbols:
-            raise InputError(ghost, f"is the grid-point type but also an element of {group[0]['atoms'].get_chemical_formula()}")
+            raise InputError(
+                ghost, f"is the grid-point type but also an element of {group[0]['atoms'].get_chemical_formula()}"
+            )
         sizes = {len(f["grid"]) for f in group}
         if len(sizes) > 1:
             raise InputError(outdir, f"frames of one system need equal grid point counts, got {sorted(sizes)}")
@@ -76,7 +78,9 @@ def read_grid_system(path):
     except ValueError:
         raise InputError(path / "type.raw", "holds something other than integer atom types") from None
     if len(names) < 2 or types.min(initial=0) < 0 or types.max(initial=0) >= len(names) - 1:
-        raise InputError(type_map_file, f"must list every element of type.raw and then the grid-point type (it lists {names})")
+        raise InputError(
+            type_map_file, f"must list every element of type.raw and then the grid-point type (it lists {names})"
+        )
     symbols = [names[t] for t in types]
     for sets in sorted(path.glob("set.*")):
         arrays = {}
@@ -89,10 +93,16 @@ def read_grid_system(path):
                 raise InputError(sets / name, f"is not a numpy array file ({exc})") from None
         coord, box, grid, dens = (arrays[k] for k in ("coord.npy", "box.npy", GRID, DENSITY))
         nf = len(coord)
-        expected = {"coord.npy": (nf, 3 * len(types)), "box.npy": (nf, 9), GRID: (nf, grid.shape[1] if grid.ndim == 3 else -1, 3)}
+        expected = {
+            "coord.npy": (nf, 3 * len(types)),
+            "box.npy": (nf, 9),
+            GRID: (nf, grid.shape[1] if grid.ndim == 3 else -1, 3),
+        }
         for name, shape in expected.items():
             if arrays[name].shape != shape:
-                raise InputError(sets / name, f"has shape {arrays[name].shape}, expected {shape} ({len(types)} atoms in type.raw)")
+                raise InputError(
+                    sets / name, f"has shape {arrays[name].shape}, expected {shape} ({len(types)} atoms in type.raw)"
+                )
         if dens.shape not in ((nf, grid.shape[1], 1), (nf, grid.shape[1])):
             raise InputError(sets / DENSITY, f"has shape {dens.shape}, expected {(nf, grid.shape[1], 1)} like {GRID}")
         for name in ("coord.npy", "box.npy", GRID, DENSITY):

@@ -110,7 +110,10 @@ class ChargeDensityG:
         shape = tuple(int(n) for n in shape)
         need = self.min_grid()
         if len(shape) != 3 or any(n < m for n, m in zip(shape, need)):
-            raise InputError(self.source, f"an FFT grid of {'x'.join(map(str, shape))} cannot hold its G-vectors (needs at least {'x'.join(map(str, need))})")
+            raise InputError(
+                self.source,
+                f"an FFT grid of {'x'.join(map(str, shape))} cannot hold its G-vectors (needs at least {'x'.join(map(str, need))})",
+            )
         return shape
 
 
@@ -131,7 +134,9 @@ def _records(raw: bytes, path) -> tuple:
             raise InputError(path, f"record {len(records) + 1} is split into sub-records (over 2 GB): not supported")
         end = pos + 4 + n
         if end + 4 > len(raw) or np.frombuffer(raw[end : end + 4], dtype=endian + "i4")[0] != n:
-            raise InputError(path, f"truncated or corrupt: record {len(records) + 1} ({n} bytes) does not end where its length says")
+            raise InputError(
+                path, f"truncated or corrupt: record {len(records) + 1} ({n} bytes) does not end where its length says"
+            )
         records.append(raw[pos + 4 : end])
         pos = end + 4
     return records, endian
@@ -148,7 +153,11 @@ def read_charge_density(path) -> ChargeDensityG:
     if not path.is_file():
         hdf5 = path.with_suffix(".hdf5")
         if hdf5.is_file():
-            raise InputError(path, f"missing, but {hdf5.name} is there: this pw.x was built with HDF5, which is not supported (use a build without HDF5, e.g. the Debian/Ubuntu package)")
+            raise InputError(
+                path,
+                f"missing, but {hdf5.name} is there: this pw.x was built with HDF5, which is not supported (use a "
+                "build without HDF5, e.g. the Debian/Ubuntu package)",
+            )
         raise InputError(path, "no such file" if not path.exists() else "is not a file")
     try:
         raw = path.read_bytes()
@@ -156,12 +165,18 @@ def read_charge_density(path) -> ChargeDensityG:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
     records, e = _records(raw, path)
     if len(records) < 4 or len(records[0]) != 12 or len(records[1]) != 72:
-        raise InputError(path, f"is not a pw.x charge-density.dat ({len(records)} records; expected a 12-byte and a 72-byte record first, then Miller indices and rho(G))")
+        raise InputError(
+            path,
+            f"is not a pw.x charge-density.dat ({len(records)} records; expected a 12-byte and a 72-byte record "
+            "first, then Miller indices and rho(G))",
+        )
     gamma, ngm, nspin = (int(x) for x in np.frombuffer(records[0], dtype=e + "i4"))
     if nspin not in COMPONENTS or ngm <= 0:
         raise InputError(path, f"header says ngm_g = {ngm}, nspin = {nspin}: not a pw.x density")
     if len(records) != 3 + nspin:
-        raise InputError(path, f"holds {len(records) - 3} density records for nspin = {nspin}: truncated or not a pw.x density")
+        raise InputError(
+            path, f"holds {len(records) - 3} density records for nspin = {nspin}: truncated or not a pw.x density"
+        )
     if len(records[2]) != 12 * ngm or any(len(r) != 16 * ngm for r in records[3:]):
         raise InputError(path, f"record sizes do not match ngm_g = {ngm} G-vectors")
     b = np.frombuffer(records[1], dtype=e + "f8").reshape(3, 3).copy()
@@ -218,7 +233,12 @@ def read_save(save_dir) -> QESave:
     """The structure, FFT grid, spin setting and electron count of a pw.x save folder."""
     save = Path(save_dir)
     if not save.is_dir():
-        raise InputError(save, "no such pw.x save folder (OUTDIR/PREFIX.save)" if not save.exists() else "is not a folder; give the pw.x save folder OUTDIR/PREFIX.save")
+        raise InputError(
+            save,
+            "no such pw.x save folder (OUTDIR/PREFIX.save)"
+            if not save.exists()
+            else "is not a folder; give the pw.x save folder OUTDIR/PREFIX.save",
+        )
     xml = save / SCHEMA_FILE
     if not xml.is_file():
         raise InputError(save, f"has no {SCHEMA_FILE}: not a pw.x (6.x/7.x) save folder")
@@ -252,12 +272,20 @@ def read_save(save_dir) -> QESave:
         nelec = float(need("band_structure/nelec").text)
     except (TypeError, ValueError):
         raise InputError(xml, "malformed <output>/basis_set/fft_grid or band_structure/nelec") from None
-    flag = lambda tag: (out.findtext(tag) or "false").strip().lower() == "true"
+
+    def flag(tag):
+        return (out.findtext(tag) or "false").strip().lower() == "true"
+
     nspin = 4 if flag("magnetization/noncolin") else 2 if flag("magnetization/lsda") else 1
-    return QESave(path=save, atoms=atoms, fft_grid=fft, nspin=nspin, nelec=nelec, gamma_only=flag("basis_set/gamma_only"))
+    return QESave(
+        path=save, atoms=atoms, fft_grid=fft, nspin=nspin, nelec=nelec, gamma_only=flag("basis_set/gamma_only")
+    )
 
 
-_UPF_ELEMENT = (re.compile(r'element\s*=\s*"\s*([A-Za-z]{1,2})\s*"'), re.compile(r"^\s*([A-Za-z]{1,2})\s+Element", re.MULTILINE))
+_UPF_ELEMENT = (
+    re.compile(r'element\s*=\s*"\s*([A-Za-z]{1,2})\s*"'),
+    re.compile(r"^\s*([A-Za-z]{1,2})\s+Element", re.MULTILINE),
+)
 
 
 def _element_of(text: str):

@@ -55,7 +55,9 @@ def read_structure(path, elements=None) -> Atoms:
     try:
         atoms = ase.io.read(str(path))
     except Exception as exc:  # ASE raises many types for unreadable files
-        raise InputError(path, f"ASE cannot read a structure from it ({type(exc).__name__}: {printable(exc, 200)})") from None
+        raise InputError(
+            path, f"ASE cannot read a structure from it ({type(exc).__name__}: {printable(exc, 200)})"
+        ) from None
     if isinstance(atoms, list):
         atoms = atoms[-1]
     if len(atoms) == 0:

@@ -64,7 +64,9 @@ def basis_sums_numpy(cell, positions, types, points, ntypes_real: int, rcut: flo
     return out.reshape(len(pts), -1)
 
 
-def least_squares(features: np.ndarray, labels: np.ndarray, ridge: float = 1e-6, intercept: bool = True) -> tuple[np.ndarray, float]:
+def least_squares(
+    features: np.ndarray, labels: np.ndarray, ridge: float = 1e-6, intercept: bool = True
+) -> tuple[np.ndarray, float]:
     """Weights w (and intercept b) minimising |features @ w + b - labels|^2 + ridge * s * |w|^2.
 
     s is the mean eigenvalue of the Gram matrix (centred with an intercept), so `ridge` is relative

@@ -37,7 +37,7 @@ def check_ghost_setup(type_map, descrpt) -> None:
     if not type_map or len(type_map) < 2 or type_map[-1] in chemical_symbols[1:]:
         raise ConfigError(
             "fitting_net type 'charge' needs model/type_map with the elements followed by the ghost "
-            f"type for grid points last, e.g. [\"Si\", \"X\"]; got {type_map}"
+            f'type for grid points last, e.g. ["Si", "X"]; got {type_map}'
         )
     sel = getattr(descrpt, "sel_a", None)
     if sel is None:
@@ -77,10 +77,14 @@ def smooth_lr_schedule(lr) -> None:
         if decay_steps < total and total / decay_steps < MIN_LR_STAIRS:
             params["smooth"] = True
             start = float(params["start_lr"])
-            stop = float(params["stop_lr"]) if params.get("stop_lr") is not None else start * float(params["stop_lr_ratio"])
+            stop = (
+                float(params["stop_lr"])
+                if params.get("stop_lr") is not None
+                else start * float(params["stop_lr_ratio"])
+            )
             log.warning(
                 "learning_rate: decay_steps %d over %d steps would drop the rate only %d time(s) and end at "
-                "%.1e instead of stop_lr %.1e; using the smooth exp decay (\"smooth\": true) so that it reaches "
+                '%.1e instead of stop_lr %.1e; using the smooth exp decay ("smooth": true) so that it reaches '
                 "stop_lr at the last step (set decay_rate to keep a staircase)",
                 decay_steps,
                 total,
@@ -148,16 +152,25 @@ class ChargeFitting(DOSFitting):
         self.ghost_type = ntypes - 1
         self.descrpt = descrpt
         # with type embedding (mixed types) build() has no per-element slots: no basis, no radial sums
-        has_env = all(hasattr(descrpt, a) for a in ("sel_a", "nnei")) and type(descrpt).__name__ == "DescrptSeA" and not mixed_types
+        has_env = (
+            all(hasattr(descrpt, a) for a in ("sel_a", "nnei"))
+            and type(descrpt).__name__ == "DescrptSeA"
+            and not mixed_types
+        )
         if radial_neuron is None:  # default: on where the descriptor's environment matrix is readable
             radial_neuron = list(DEFAULT_RADIAL) if has_env else []
         self.radial_neuron = list(radial_neuron)
         if self.radial_neuron and not has_env:
-            raise ConfigError("fitting_net/radial_neuron needs an se_e2_a descriptor without type embedding (it reads its environment matrix); set it to []")
+            raise ConfigError(
+                "fitting_net/radial_neuron needs an se_e2_a descriptor without type embedding (it reads its "
+                "environment matrix); set it to []"
+            )
         if radial_basis is None:
             radial_basis = DEFAULT_BASIS if has_env else 0
         if radial_basis and not has_env:
-            raise ConfigError("fitting_net/radial_basis needs an se_e2_a descriptor without type embedding (it reads its neighbour list); set it to 0")
+            raise ConfigError(
+                "fitting_net/radial_basis needs an se_e2_a descriptor without type embedding (it reads its neighbour list); set it to 0"
+            )
         if radial_basis < 0 or radial_basis == 1:
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
@@ -175,7 +188,7 @@ class ChargeFitting(DOSFitting):
         self.prior_mae = None
 
     # ---- loss and statistics -------------------------------------------------------------
-    def get_loss(self, loss: dict, lr) -> "charge_loss.ChargeLoss":
+    def get_loss(self, loss: dict, lr) -> charge_loss.ChargeLoss:
         """The "charge" loss; the loss section may be omitted."""
         loss = dict(loss or {})
         ltype = loss.pop("type", "charge")
@@ -201,7 +214,9 @@ class ChargeFitting(DOSFitting):
         from deepmd_charge.tf.basis import basis_sums_numpy, regularised_fit
 
         values, feats = [], []
-        for labels, types, coords, boxes in zip(all_stat[self.label], all_stat["type"], all_stat["coord"], all_stat["box"]):
+        for labels, types, coords, boxes in zip(
+            all_stat[self.label], all_stat["type"], all_stat["coord"], all_stat["box"]
+        ):
             types = np.reshape(types, (-1, np.shape(types)[-1]))
             labels = np.reshape(labels, types.shape)
             coords = np.reshape(coords, types.shape + (3,))
@@ -211,14 +226,21 @@ class ChargeFitting(DOSFitting):
                 values.append(label[ghost])
                 if self.radial_basis:
                     feats.append(
-                        basis_sums_numpy(box, xyz[~ghost], t[~ghost], xyz[ghost], self.n_real, self.descrpt.rcut_r, self.radial_basis)
+                        basis_sums_numpy(
+                            box, xyz[~ghost], t[~ghost], xyz[ghost], self.n_real, self.descrpt.rcut_r, self.radial_basis
+                        )
                     )
         values = np.concatenate(values) if values else np.zeros(0)
         if not values.size:
             return
         self.rho_mean = float(values.mean())
         self.rho_std = float(max(values.std(), protection * 1e-2, 1e-6))
-        log.info("charge fitting: density mean %.6g, std %.6g e/A^3 over %d ghost points", self.rho_mean, self.rho_std, values.size)
+        log.info(
+            "charge fitting: density mean %.6g, std %.6g e/A^3 over %d ghost points",
+            self.rho_mean,
+            self.rho_std,
+            values.size,
+        )
         if self.radial_basis:
             feats = np.concatenate(feats)
             self.basis_mean = feats.mean(axis=0)
@@ -268,7 +290,13 @@ class ChargeFitting(DOSFitting):
             )
             if self.radial_basis:
                 t_bmean, t_bstd = (
-                    tf.get_variable(name, [self.n_basis_features], dtype=GLOBAL_TF_FLOAT_PRECISION, trainable=False, initializer=tf.constant_initializer(value))
+                    tf.get_variable(
+                        name,
+                        [self.n_basis_features],
+                        dtype=GLOBAL_TF_FLOAT_PRECISION,
+                        trainable=False,
+                        initializer=tf.constant_initializer(value),
+                    )
                     for name, value in (("t_basis_mean", self.basis_mean), ("t_basis_std", self.basis_std))
                 )
         nframes = tf.shape(inputs)[0]
@@ -292,7 +320,15 @@ class ChargeFitting(DOSFitting):
             self.dim_descrpt = extra
             try:
                 out = self._build_lower(
-                    0, n_ghost, ghost_inputs, None, None, bias_dos=0.0, type_suffix=f"_type_{g}", suffix=suffix, reuse=reuse
+                    0,
+                    n_ghost,
+                    ghost_inputs,
+                    None,
+                    None,
+                    bias_dos=0.0,
+                    type_suffix=f"_type_{g}",
+                    suffix=suffix,
+                    reuse=reuse,
                 )
             finally:
                 self.dim_descrpt = dim
@@ -320,7 +356,9 @@ class ChargeFitting(DOSFitting):
                         initializer=tf.constant_initializer(self.basis_w.reshape(-1, 1) if init is None else init),
                         trainable=self.basis_trainable,
                     )
-                out = out + tf.reshape(tf.matmul(tf.reshape(basis, [-1, self.n_basis_features]), w), [nframes, n_ghost, 1])
+                out = out + tf.reshape(
+                    tf.matmul(tf.reshape(basis, [-1, self.n_basis_features]), w), [nframes, n_ghost, 1]
+                )
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
             outs = tf.concat([zeros, out], axis=1)
         else:
@@ -385,7 +423,10 @@ class ChargeFitting(DOSFitting):
             for node in graph_def.node
             if node.op == "Const"
             and (
-                (node.name.startswith(prefix) and node.name[len(prefix) :].split("_")[0] in ("matrix", "bias", "linear"))
+                (
+                    node.name.startswith(prefix)
+                    and node.name[len(prefix) :].split("_")[0] in ("matrix", "bias", "linear")
+                )
                 or node.name == f"charge_basis{suffix}/weights"
             )
         } or None

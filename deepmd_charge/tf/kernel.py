@@ -92,8 +92,16 @@ def kernel_key(cxx: str, sets: list[list[str]]) -> str:
     """Cache key: what decides whether a build works and what it produces."""
     tf = import_backend()
 
-    parts = [SOURCE.read_text(), json.dumps(sets), tf.__version__, tf.sysconfig.get_lib(), cxx, _compiler_version(cxx),
-             platform.machine(), " ".join(sorted(_cpu_flags()))]
+    parts = [
+        SOURCE.read_text(),
+        json.dumps(sets),
+        tf.__version__,
+        tf.sysconfig.get_lib(),
+        cxx,
+        _compiler_version(cxx),
+        platform.machine(),
+        " ".join(sorted(_cpu_flags())),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -168,8 +176,10 @@ def load_kernel():
                     flags = _build(cxx, sets, lib, logfile)
                     if flags is None:
                         failed.write_text(json.dumps({"compiler": cxx, "tried": sets}) + "\n")
-                        _say(f"the prediction kernel did not build (compiler output: {logfile}); "
-                             "predictions use the plain frozen graph: same numbers, slower")
+                        _say(
+                            f"the prediction kernel did not build (compiler output: {logfile}); "
+                            "predictions use the plain frozen graph: same numbers, slower"
+                        )
                     else:
                         log.info("prediction kernel built with %s", " ".join(flags) or "the compiler's default target")
         except OSError as err:

@@ -28,7 +28,9 @@ def load_graph(path: Path):
     try:
         graph_def.ParseFromString(Path(path).read_bytes())
     except Exception:  # protobuf raises its own DecodeError types
-        raise InputError(path, "is not a frozen TensorFlow model (.pb); make one with `dp freeze -o model.pb`") from None
+        raise InputError(
+            path, "is not a frozen TensorFlow model (.pb); make one with `dp freeze -o model.pb`"
+        ) from None
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
@@ -62,7 +64,9 @@ class ChargeSession:
             raise InputError(path, "is not a DeePMD-kit model (missing its input tensors)")
         if "train_attr/training_script" not in names or "o_atom_dos" not in names:
             raise InputError(path, "is not a deepmd-charge model (fitting_net type 'charge')")
-        config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 2) if threads else 0)
+        config = tf.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 2) if threads else 0
+        )
         self.tf_session = tf.Session(graph=graph, config=config)
         self._bind(graph, graph.get_tensor_by_name("o_atom_dos:0"))
         self.script = json.loads(self.value("train_attr/training_script"))
@@ -118,7 +122,13 @@ class ChargeSession:
         mesh[0], mesh[17], mesh[18] = 1, 1, 1  # one local point (index 0) with one neighbour (index 1)
         natoms = np.zeros(len(self.type_map) + 2, dtype=np.int32)
         natoms[0], natoms[1], natoms[2 + self.ghost_type] = 1, 2, 1
-        self.run(np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]), np.array([self.ghost_type, 0]), natoms, np.eye(3) * 2 * self.rcut, mesh)
+        self.run(
+            np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]),
+            np.array([self.ghost_type, 0]),
+            natoms,
+            np.eye(3) * 2 * self.rcut,
+            mesh,
+        )
 
     def run(self, coord, atype, natoms, box, mesh) -> np.ndarray:
         """Density (float64, flat) at the local atoms of one batch in the mesh-tensor layout."""
@@ -140,7 +150,9 @@ class ChargeSession:
 
     def _open(self):
         if self.tf_session is None:
-            raise RuntimeError(f"the model {self.path} was closed (close() or the end of its with block); load it again to predict")
+            raise RuntimeError(
+                f"the model {self.path} was closed (close() or the end of its with block); load it again to predict"
+            )
         return self.tf_session
 
     def close(self) -> None:

@@ -43,7 +43,6 @@ def unsupported_reason(script: dict, node_names: set) -> str | None:
     """Why the tabulated graph cannot reproduce this model (None if it can)."""
     model = script.get("model", {})
     desc = model.get("descriptor", {})
-    fit = model.get("fitting_net", {})
     if desc.get("type") not in ("se_e2_a", "se_a"):
         return f"descriptor type {desc.get('type')!r} (only se_e2_a is tabulated)"
     if "type_embedding" in model or desc.get("exclude_types"):
@@ -100,7 +99,9 @@ class Table:
 
     def info_row(self, row0: int, avg: float = 0.0, std: float = 1.0) -> np.ndarray:
         """This table's row of table_sum.cc's info input, its coefficients starting at row0."""
-        return np.array([self.lower, self.upper, self.max, FINE_STRIDE, COARSE_STRIDE, row0, self.n0, len(self.coef), avg, std])
+        return np.array(
+            [self.lower, self.upper, self.max, FINE_STRIDE, COARSE_STRIDE, row0, self.n0, len(self.coef), avg, std]
+        )
 
     def __call__(self, x):
         """numpy evaluation (for tests), as the kernel does it."""
@@ -184,7 +185,9 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     desc = script["model"]["descriptor"]
     fit = script["model"]["fitting_net"]
     names = {n.name for n in graph_def.node}
-    consts = _constants(graph_def, ("descrpt_attr/", "filter_type_", "charge_radial/", "charge_basis/", "fitting_attr/t_basis_"))
+    consts = _constants(
+        graph_def, ("descrpt_attr/", "filter_type_", "charge_radial/", "charge_basis/", "fitting_attr/t_basis_")
+    )
     sel = [int(v) for v in consts["descrpt_attr/sel"]]
     nnei = sum(sel)
     rcut = float(consts["descrpt_attr/rcut"])
@@ -197,14 +200,18 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     n_real = len(sel) - 1  # the ghost type is last
     nbasis = len(consts.get("fitting_attr/t_basis_mean", [])) // n_real
     # the radial net's widths from its weights (the script may hold null for "the default")
-    radial_neuron = [consts[f"charge_radial/matrix_{i}"].shape[1] for i in range(1, 99) if f"charge_radial/matrix_{i}" in consts]
+    radial_neuron = [
+        consts[f"charge_radial/matrix_{i}"].shape[1] for i in range(1, 99) if f"charge_radial/matrix_{i}" in consts
+    ]
     bounds = np.cumsum([0] + sel)
     products = _linear_paths(graph_def)
     if bool(radial_neuron) != ("radial" in products) or bool(nbasis) != ("basis" in products):
         raise ValueError(f"radial/basis linear paths not found in the graph ({sorted(products)})")
     radial_net = None
     if radial_neuron:
-        radial_net = _net_function(consts, "charge_radial", "", radial_neuron, fit.get("activation_function", "tanh"), False, prec)
+        radial_net = _net_function(
+            consts, "charge_radial", "", radial_neuron, fit.get("activation_function", "tanh"), False, prec
+        )
 
     # per element: embedding (and radial-net) tables on x, stacked; info rows as table_sum.cc reads them
     g_coef, r_coef, info, pads, row0 = [], [], [], [], 0
@@ -221,7 +228,15 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         x_split = (1.0 / NEAR_CORE - a0) / s0
         x_top = (1.0 / (0.5 * CORE_RADIUS) - a0) / s0
         scope = f"filter_type_{ghost_type}" if f"filter_type_{ghost_type}/matrix_1_{t}" in names else "filter_type_all"
-        g_net = _net_function(consts, scope, f"_{t}", neuron, desc.get("activation_function", "tanh"), bool(desc.get("resnet_dt", False)), prec)
+        g_net = _net_function(
+            consts,
+            scope,
+            f"_{t}",
+            neuron,
+            desc.get("activation_function", "tanh"),
+            bool(desc.get("resnet_dt", False)),
+            prec,
+        )
         tab = Table(g_net, x_pad, x_split, x_top)
         g_coef.append(tab.coef)
         if radial_net is not None:
@@ -239,7 +254,9 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     else:
         b_coef, b_info, b_mean, b_std = np.zeros((1, 6, 0)), np.zeros(10), np.zeros(0), np.zeros(0)
     r_coef = np.concatenate(r_coef) if r_coef else np.zeros((1, 6, 0))
-    lin_w = np.concatenate([consts[_LINEAR_WEIGHTS[k]].reshape(-1) for k in ("radial", "basis") if k in products] + [np.zeros(0)])
+    lin_w = np.concatenate(
+        [consts[_LINEAR_WEIGHTS[k]].reshape(-1) for k in ("radial", "basis") if k in products] + [np.zeros(0)]
+    )
 
     graph = tf.Graph()
     with graph.as_default():

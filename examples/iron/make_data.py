@@ -46,8 +46,15 @@ def make(name: str, seed: int, force: bool) -> None:
     atoms.rattle(stdev=0.05, seed=seed)
     atoms.set_initial_magnetic_moments([2.5] * len(atoms))
     (HERE / "work").mkdir(exist_ok=True)
-    atoms.calc = GPAW(mode=PW(350), xc="PBE", kpts={"size": (2, 2, 2), "gamma": True}, h=0.2,
-                      occupations=FermiDirac(0.1), spinpol=True, txt=str(HERE / "work" / f"{name}.txt"))
+    atoms.calc = GPAW(
+        mode=PW(350),
+        xc="PBE",
+        kpts={"size": (2, 2, 2), "gamma": True},
+        h=0.2,
+        occupations=FermiDirac(0.1),
+        spinpol=True,
+        txt=str(HERE / "work" / f"{name}.txt"),
+    )
     start = time.perf_counter()
     energy = atoms.get_potential_energy()
     up = atoms.calc.get_pseudo_density(spin=0, gridrefinement=2)
@@ -61,8 +68,10 @@ def make(name: str, seed: int, force: bool) -> None:
     write(out / "POSCAR", atoms, format="vasp", direct=True, parallel=False)
     back = read_chgcar(out / "CHGCAR.gz")
     assert np.allclose(back.blocks[1], mag, rtol=1e-9, atol=1e-12)
-    print(f"{name}: {time.perf_counter() - start:.0f} s, E = {energy:.3f} eV, grid {total.shape}, "
-          f"electrons {total.mean() * volume:.4f}, moment {mag.mean() * volume:.3f} muB (GPAW: {moment:.3f})")
+    print(
+        f"{name}: {time.perf_counter() - start:.0f} s, E = {energy:.3f} eV, grid {total.shape}, "
+        f"electrons {total.mean() * volume:.4f}, moment {mag.mean() * volume:.3f} muB (GPAW: {moment:.3f})"
+    )
 
 
 def main():

@@ -39,8 +39,10 @@ def main():
     for system in systems:
         for name, atoms, points, rho in structures(system):
             err = dc.predict_points(atoms, points) - rho
-            print(f"{system.name}/{name}: {len(err)} points, MAE {np.abs(err).mean():.2e} e/A^3, "
-                  f"NMAE {np.abs(err).sum() / np.abs(rho).sum():.2%}")
+            print(
+                f"{system.name}/{name}: {len(err)} points, MAE {np.abs(err).mean():.2e} e/A^3, "
+                f"NMAE {np.abs(err).sum() / np.abs(rho).sum():.2%}"
+            )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,16 @@ Writes, for four 8-atom diamond-silicon structures (conventional cubic cell, a =
 GPAW 26.7.0 (ASE 3.29.0) settings: mode=PW(300 eV), xc='PBE', 3x3x3 Gamma-centred k-point grid
 (for odd sizes identical to the Monkhorst-Pack grid), grid spacing h=0.25 A -> 24^3 coarse grid,
 density written on the 48^3 fine grid (gridrefinement=2), default convergence criteria, default
-symmetry, no spin, default Fermi-Dirac smearing of 0.1 eV (rattled_c has no gap). The GPAW text logs go to examples/silicon/work/logs/<name>.txt (git-ignored).
+symmetry, no spin, default Fermi-Dirac smearing of 0.1 eV (rattled_c has no gap). The GPAW text logs
+go to examples/silicon/work/logs/<name>.txt (git-ignored).
 
 The density is ``calc.get_pseudo_density(gridrefinement=2)``: the smooth pseudo valence density
 plus the PAW compensation charges, the analogue of a VASP CHGCAR. It integrates to the 32
 valence electrons (32.00001), but the compensation charges are narrow Gaussians on the atoms, so
 the values dip strongly negative within about 0.38 A of each nucleus (down to -1.22 e/A^3 at the
 nucleus, about 1 % of the grid points, -0.64 e in all), against bond-charge maxima of 0.58 e/A^3
-(perfect) to 0.93 e/A^3 (the shortest, 1.96 A, bond of rattled_c). Element [i, j, k] is the density at fractional position (i/48, j/48, k/48); the script
+(perfect) to 0.93 e/A^3 (the shortest, 1.96 A, bond of rattled_c). Element [i, j, k] is the
+density at fractional position (i/48, j/48, k/48); the script
 checks this against GPAW's grid coordinates and, for the perfect crystal, against the inversion
 centre of diamond at (1/8, 1/8, 1/8).
 
@@ -127,8 +129,10 @@ def check_inversion(rho):
     origin = rho[np.ix_((s - i) % n, (s - i) % n, (s - i) % n)]
     half = rho[np.ix_((s - 1 - i) % n, (s - 1 - i) % n, (s - 1 - i) % n)]
     d0, d1 = np.abs(origin - rho).max(), np.abs(half - rho).max()
-    log(f"  inversion through (1/8,1/8,1/8): max|diff| = {d0:.2e} with element [0,0,0] at the "
-        f"origin, {d1:.2e} if it were at half a grid step")
+    log(
+        f"  inversion through (1/8,1/8,1/8): max|diff| = {d0:.2e} with element [0,0,0] at the "
+        f"origin, {d1:.2e} if it were at half a grid step"
+    )
     if not d0 < 1e-4 * np.abs(rho).max() < d1:
         raise RuntimeError("density does not have the diamond inversion centre where expected")
 
@@ -146,9 +150,11 @@ def run(name: str, force: bool = False, root: Path = HERE / "dft") -> None:
     world.barrier()
 
     atoms = make_structure(name)
-    log(f"{name}: {len(atoms)} atoms, cell {np.diag(atoms.cell[:]).round(4).tolist()} A, "
+    log(
+        f"{name}: {len(atoms)} atoms, cell {np.diag(atoms.cell[:]).round(4).tolist()} A, "
         f"max displacement from the ideal sites "
-        f"{np.linalg.norm(atoms.positions - make_ideal(name).positions, axis=1).max():.3f} A")
+        f"{np.linalg.norm(atoms.positions - make_ideal(name).positions, axis=1).max():.3f} A"
+    )
     t0 = time.perf_counter()
     calc = GPAW(**GPAW_SETTINGS, txt=str(logdir / f"{name}.txt"))
     atoms.calc = calc
@@ -159,8 +165,10 @@ def run(name: str, force: bool = False, root: Path = HERE / "dft") -> None:
     volume = atoms.get_volume()
     nel = rho.mean() * volume
     log(f"  SCF {t_scf:.1f} s, E = {energy:.6f} eV, grid {rho.shape}, electrons {nel:.6f}")
-    log(f"  rho min {rho.min():.4f}  max {rho.max():.4f}  mean {rho.mean():.4f} e/A^3; "
-        f"{(rho < 0).mean() * 100:.2f} % of points negative, holding {rho[rho < 0].sum() * volume / rho.size:.4f} e")
+    log(
+        f"  rho min {rho.min():.4f}  max {rho.max():.4f}  mean {rho.mean():.4f} e/A^3; "
+        f"{(rho < 0).mean() * 100:.2f} % of points negative, holding {rho[rho < 0].sum() * volume / rho.size:.4f} e"
+    )
     if abs(nel - N_VALENCE) > 1e-3:
         raise RuntimeError(f"{name}: density integrates to {nel}, expected {N_VALENCE}")
     if name == "perfect":
@@ -174,9 +182,11 @@ def run(name: str, force: bool = False, root: Path = HERE / "dft") -> None:
         diff = np.abs(data.total - rho).max() / np.abs(rho).max()
         back = ase.io.read(outdir / "POSCAR", format="vasp", parallel=False)
         pos_diff = np.abs(back.get_scaled_positions(wrap=False) - atoms.get_scaled_positions(wrap=False)).max()
-        log(f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.2f} MB) and POSCAR in "
+        log(
+            f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.2f} MB) and POSCAR in "
             f"{time.perf_counter() - t1:.1f} s; read back: max|diff|/max|rho| = {diff:.1e}, "
-            f"electrons {data.electrons():.6f}, POSCAR max frac diff {pos_diff:.1e}")
+            f"electrons {data.electrons():.6f}, POSCAR max frac diff {pos_diff:.1e}"
+        )
         if data.shape != rho.shape or not diff < 1e-8 or abs(data.electrons() - N_VALENCE) > 1e-3:
             raise RuntimeError(f"{chgcar}: read-back check failed")
         if not np.allclose(data.atoms.cell[:], atoms.cell[:], atol=1e-10) or pos_diff > 1e-10:
@@ -196,10 +206,13 @@ def make_ideal(name: str):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"structures to make (default all: {', '.join(STRUCTURES)})")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"structures to make (default all: {', '.join(STRUCTURES)})"
+    )
     parser.add_argument("--force", action="store_true", help="recompute existing CHGCAR.gz files")
-    parser.add_argument("--fresh", type=Path, metavar="DIR", help="write new rattled structures (--seeds) to DIR instead")
+    parser.add_argument(
+        "--fresh", type=Path, metavar="DIR", help="write new rattled structures (--seeds) to DIR instead"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103], help="rattle seeds for --fresh")
     args = parser.parse_args(argv)
     root = HERE / "dft"

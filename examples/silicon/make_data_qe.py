@@ -188,8 +188,9 @@ def run_qe(exe: str, inp: str, workdir: Path, stem: str) -> float:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
     with open(workdir / f"{stem}.in") as fin, open(workdir / f"{stem}.out", "w") as fout:
-        proc = subprocess.run(["nice", "-n", str(NICE), exe], stdin=fin, stdout=fout,
-                              stderr=subprocess.STDOUT, cwd=workdir, env=env)
+        proc = subprocess.run(
+            ["nice", "-n", str(NICE), exe], stdin=fin, stdout=fout, stderr=subprocess.STDOUT, cwd=workdir, env=env
+        )
     dt = time.perf_counter() - t0
     text = (workdir / f"{stem}.out").read_text()
     if proc.returncode != 0 or "JOB DONE" not in text:
@@ -234,7 +235,7 @@ def read_filplot(path: Path):
     at = np.array([[float(x) for x in lines[3 + i].split()] for i in range(3)])
     i = 7 + ntyp  # line 7 holds gcutm, dual, ecut, plot_num
     frac = np.array([[float(x) for x in lines[i + k].split()[1:4]] for k in range(nat)])  # alat units
-    values = np.array(" ".join(lines[i + nat:]).split(), dtype=np.float64)
+    values = np.array(" ".join(lines[i + nat :]).split(), dtype=np.float64)
     n = nr1 * nr2 * nr3
     if values.size != n:
         raise RuntimeError(f"{path}: expected {n} values, found {values.size}")
@@ -265,8 +266,10 @@ def check_perfect_symmetry(rho):
     c2_half = rho[np.ix_(i, (-1 - i) % n, (-1 - i) % n)]
     d_inv, d_inv_half = np.abs(inv - rho).max(), np.abs(inv_half - rho).max()
     d_c2, d_c2_half = np.abs(c2 - rho).max(), np.abs(c2_half - rho).max()
-    log(f"  symmetry: inversion through (1/8,1/8,1/8) max|diff| {d_inv:.1e} (if [0,0,0] were half a "
-        f"step off: {d_inv_half:.1e}); C2 about x through the origin atom {d_c2:.1e} ({d_c2_half:.1e})")
+    log(
+        f"  symmetry: inversion through (1/8,1/8,1/8) max|diff| {d_inv:.1e} (if [0,0,0] were half a "
+        f"step off: {d_inv_half:.1e}); C2 about x through the origin atom {d_c2:.1e} ({d_c2_half:.1e})"
+    )
     tol = 1e-6 * np.abs(rho).max()
     if not (d_inv < tol < d_inv_half and d_c2 < tol < d_c2_half):
         raise RuntimeError("perfect-crystal density lacks the diamond symmetries where expected")
@@ -285,16 +288,17 @@ def run(name: str, out: Path, force: bool = False, keep_scratch: bool = False) -
     disp = np.linalg.norm(atoms.positions - ideal.positions, axis=1).max()
     dist = atoms.get_all_distances(mic=True)
     dmin = dist[dist > 0].min()
-    log(f"{name}: {len(atoms)} atoms, a = {A_LATTICE} A, max displacement {disp:.3f} A, "
-        f"shortest Si-Si {dmin:.3f} A")
+    log(f"{name}: {len(atoms)} atoms, a = {A_LATTICE} A, max displacement {disp:.3f} A, shortest Si-Si {dmin:.3f} A")
 
     scratch = "./scratch"
     t_pw = run_qe("pw.x", pw_input(atoms, "si8", scratch), work, "pw")
     info = parse_pw_out((work / "pw.out").read_text())
     t_pp = run_qe("pp.x", pp_input("si8", scratch), work, "pp")
-    log(f"  pw.x {t_pw:.1f} s (pw.x says {info['wall']} wall), {info['iters']} SCF iterations, "
+    log(
+        f"  pw.x {t_pw:.1f} s (pw.x says {info['wall']} wall), {info['iters']} SCF iterations, "
         f"{info['nks']} k-points, {info['nsym']} symmetry ops, E = {info['energy']:.8f} Ry, "
-        f"E_F = {info['fermi']} eV, FFT grid {info['fft']}; pp.x {t_pp:.1f} s")
+        f"E_F = {info['fermi']} eV, FFT grid {info['fft']}; pp.x {t_pp:.1f} s"
+    )
 
     cell, fpos, rho = read_filplot(work / "rho.filplot")
     cube = read_cube(work / "rho.cube")
@@ -308,19 +312,35 @@ def run(name: str, out: Path, force: bool = False, keep_scratch: bool = False) -
     # cube values are printed as 0.12345E-01 (mantissa 0.1-1, 5 digits): rounding <= 5e-5 relative
     err = np.abs(cube.total - rho)
     bound = 5.001e-5 * np.abs(rho) + 1e-12
-    log(f"  cube (read_cube) vs filplot: max|diff| {err.max():.2e} e/A^3, max relative "
+    log(
+        f"  cube (read_cube) vs filplot: max|diff| {err.max():.2e} e/A^3, max relative "
         f"{(err / np.abs(rho)).max():.2e} (cube rounding bound 5e-5); cube atom at frac "
         f"{cube.atoms.get_scaled_positions(wrap=False)[0].round(6).tolist()} for input "
-        f"{atoms.get_scaled_positions(wrap=False)[0].round(6).tolist()}")
+        f"{atoms.get_scaled_positions(wrap=False)[0].round(6).tolist()}"
+    )
     if not np.all(err <= bound):
         raise RuntimeError(f"{name}: cube and filplot disagree beyond rounding -> grid convention problem")
 
     volume = atoms.get_volume()
     nel = rho.mean() * volume
-    stats = dict(name=name, t_pw=t_pw, t_pp=t_pp, nel=nel, nel_cube=cube.electrons(), min=rho.min(),
-                 max=rho.max(), mean=rho.mean(), shape=rho.shape, dmin=dmin, disp=disp, **info)
-    log(f"  electrons {nel:.6f} (cube {stats['nel_cube']:.6f}); rho min {rho.min():.5f} max "
-        f"{rho.max():.5f} mean {rho.mean():.6f} e/A^3; {(rho < 0).sum()} negative points")
+    stats = dict(
+        name=name,
+        t_pw=t_pw,
+        t_pp=t_pp,
+        nel=nel,
+        nel_cube=cube.electrons(),
+        min=rho.min(),
+        max=rho.max(),
+        mean=rho.mean(),
+        shape=rho.shape,
+        dmin=dmin,
+        disp=disp,
+        **info,
+    )
+    log(
+        f"  electrons {nel:.6f} (cube {stats['nel_cube']:.6f}); rho min {rho.min():.5f} max "
+        f"{rho.max():.5f} mean {rho.mean():.6f} e/A^3; {(rho < 0).sum()} negative points"
+    )
     if abs(nel - N_VALENCE) > 1e-3:
         raise RuntimeError(f"{name}: density integrates to {nel}, expected {N_VALENCE}")
     if name == "perfect":
@@ -328,15 +348,18 @@ def run(name: str, out: Path, force: bool = False, keep_scratch: bool = False) -
 
     t1 = time.perf_counter()
     ase.io.write(outdir / "POSCAR", atoms, format="vasp", direct=True)
-    write_chgcar(chgcar, atoms, rho, title=f"Si8 {name} QE {info['version']} PBE {PSEUDO} "
-                                           f"ecutwfc {ECUTWFC:g} Ry valence density")
+    write_chgcar(
+        chgcar, atoms, rho, title=f"Si8 {name} QE {info['version']} PBE {PSEUDO} ecutwfc {ECUTWFC:g} Ry valence density"
+    )
     data = read_chgcar(chgcar)
     diff = np.abs(data.total - rho).max() / np.abs(rho).max()
     back = ase.io.read(outdir / "POSCAR", format="vasp")
     pos_diff = np.abs(back.get_scaled_positions(wrap=False) - atoms.get_scaled_positions(wrap=False)).max()
-    log(f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.2f} MB) and POSCAR in "
+    log(
+        f"  wrote {chgcar} ({chgcar.stat().st_size / 1e6:.2f} MB) and POSCAR in "
         f"{time.perf_counter() - t1:.1f} s; read back: max|diff|/max|rho| {diff:.1e}, electrons "
-        f"{data.electrons():.6f}, POSCAR max frac diff {pos_diff:.1e}")
+        f"{data.electrons():.6f}, POSCAR max frac diff {pos_diff:.1e}"
+    )
     if data.shape != rho.shape or not diff < 1e-9 or abs(data.electrons() - N_VALENCE) > 1e-3:
         raise RuntimeError(f"{chgcar}: read-back check failed")
     if not np.allclose(data.atoms.cell[:], atoms.cell[:], atol=1e-10) or pos_diff > 1e-10:
@@ -349,13 +372,18 @@ def run(name: str, out: Path, force: bool = False, keep_scratch: bool = False) -
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"structures to make (default all: {', '.join(STRUCTURES)})")
-    parser.add_argument("-o", "--outdir", type=Path, default=Path("/tmp/qe_si8"),
-                        help="output folder (default /tmp/qe_si8)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"structures to make (default all: {', '.join(STRUCTURES)})"
+    )
+    parser.add_argument(
+        "-o", "--outdir", type=Path, default=Path("/tmp/qe_si8"), help="output folder (default /tmp/qe_si8)"
+    )
     parser.add_argument("--force", action="store_true", help="recompute existing CHGCAR.gz files")
-    parser.add_argument("--keep-scratch", action="store_true",
-                        help="keep pw.x's outdir (wavefunctions, charge-density.dat) in <name>/qe/scratch")
+    parser.add_argument(
+        "--keep-scratch",
+        action="store_true",
+        help="keep pw.x's outdir (wavefunctions, charge-density.dat) in <name>/qe/scratch",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in STRUCTURES]
     if unknown:
@@ -367,15 +395,21 @@ def main(argv=None) -> None:
         sys.exit(f"pseudopotential {PSEUDO_DIR}/{PSEUDO} not found")
     log(f"ASE {ase.__version__}; output in {args.outdir}")
     t0 = time.perf_counter()
-    rows = [r for r in (run(n, args.outdir, args.force, args.keep_scratch) for n in args.names or list(STRUCTURES)) if r]
+    rows = [
+        r for r in (run(n, args.outdir, args.force, args.keep_scratch) for n in args.names or list(STRUCTURES)) if r
+    ]
     if rows:
         log(f"\n{rows[0]['version']}, MD5 of {PSEUDO}: {rows[0]['md5']}")
-        log(f"{'name':10s} {'grid':>10s} {'iter':>4s} {'nk':>3s} {'E (Ry)':>14s} {'E_F (eV)':>8s} "
-            f"{'electrons':>10s} {'min':>8s} {'max':>8s} {'mean':>9s} {'pw.x s':>7s} {'pp.x s':>6s}")
+        log(
+            f"{'name':10s} {'grid':>10s} {'iter':>4s} {'nk':>3s} {'E (Ry)':>14s} {'E_F (eV)':>8s} "
+            f"{'electrons':>10s} {'min':>8s} {'max':>8s} {'mean':>9s} {'pw.x s':>7s} {'pp.x s':>6s}"
+        )
         for r in rows:
-            log(f"{r['name']:10s} {'x'.join(map(str, r['shape'])):>10s} {r['iters']:4d} {r['nks']:3d} "
+            log(
+                f"{r['name']:10s} {'x'.join(map(str, r['shape'])):>10s} {r['iters']:4d} {r['nks']:3d} "
                 f"{r['energy']:14.8f} {r['fermi']:8.4f} {r['nel']:10.6f} {r['min']:8.5f} {r['max']:8.5f} "
-                f"{r['mean']:9.6f} {r['t_pw']:7.1f} {r['t_pp']:6.1f}")
+                f"{r['mean']:9.6f} {r['t_pw']:7.1f} {r['t_pp']:6.1f}"
+            )
     log(f"total {time.perf_counter() - t0:.1f} s")
 
 
