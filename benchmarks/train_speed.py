@@ -30,6 +30,25 @@ ROOT = Path(__file__).resolve().parents[1]
 CHGCAR = ROOT / "examples" / "silicon" / "dft" / "rattled_a" / "CHGCAR.gz"
 
 
+def convert(data: Path, k: int) -> None:
+    """The shipped Si8 density as frames of 8 atoms + k ghosts (about 20,000 points) in `data`."""
+    frames = str(max(4, 20000 // k))
+    cmd = [
+        "dp-charge",
+        "convert",
+        str(CHGCAR),
+        "-o",
+        str(data),
+        "--points-per-frame",
+        str(k),
+        "--frames",
+        frames,
+        "--seed",
+        "0",
+    ]
+    subprocess.run([*cmd, "--overwrite"], check=True, capture_output=True)
+
+
 def stock_input(jdata: dict, data: Path) -> dict:
     """The same model trained as the paper did: energy fitting, atom_ener labels only."""
     stock = json.loads(json.dumps(jdata))
@@ -64,24 +83,7 @@ def main():
     rows = []
     for k in args.points_per_frame:
         data = args.workdir / f"data{k}"
-        subprocess.run(
-            [
-                "dp-charge",
-                "convert",
-                str(CHGCAR),
-                "-o",
-                str(data),
-                "--points-per-frame",
-                str(k),
-                "--frames",
-                str(max(4, 20000 // k)),
-                "--seed",
-                "0",
-                "--overwrite",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        convert(data, k)
         stock_data = args.workdir / f"stock{k}"
         shutil.rmtree(stock_data, ignore_errors=True)
         shutil.copytree(data, stock_data)
@@ -115,23 +117,7 @@ def profile(workdir: Path, k: int) -> None:
 
     data, work = workdir / f"data{k}", workdir / f"profile{k}"
     if not data.is_dir():
-        subprocess.run(
-            [
-                "dp-charge",
-                "convert",
-                str(CHGCAR),
-                "-o",
-                str(data),
-                "--points-per-frame",
-                str(k),
-                "--frames",
-                str(max(4, 20000 // k)),
-                "--seed",
-                "0",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        convert(data, k)
     work.mkdir(parents=True, exist_ok=True)
     jdata = recipe.recommended_input([data.resolve()], steps=20)
     jdata["training"]["training_data"]["batch_size"] = 1
