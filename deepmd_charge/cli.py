@@ -529,15 +529,23 @@ def _cmd_predict_committee(args) -> int:
     atoms = read_structure(args.structure, elements=args.elements)
     com = Committee(args.model, threads=args.threads, tabulate=not args.plain_graph)
     com.check_structure(atoms, args.structure)
-    trailer, shape = "", args.grid
-    if args.like:
+    trailer, shape, electrons = "", args.grid, args.normalize
+    if args.like:  # as for one model: the reference's grid, and its augmentation and electron count for the same atoms
         from deepmd_charge.grid import check_same_cell
+        from deepmd_charge.scf_start import vasp_reference
 
         like = read_volumetric(args.like, elements=args.elements)
         shape = like.shape
         check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
-        if like.atoms.get_chemical_symbols() == atoms.get_chemical_symbols():
-            trailer = like.trailers[0] if like.trailers else ""
+        ref = vasp_reference(like, atoms, args.like, 1)
+        trailer = ref.trailers[0]
+        electrons = electrons if electrons is not None else ref.electrons
+        if ref.note:
+            print(ref.note)
+    if fmt == "chgcar" and not trailer.strip():
+        from deepmd_charge.scf_start import NO_AUGMENTATION_NOTE
+
+        print(NO_AUGMENTATION_NOTE.format(out=args.output))
     shape = com.grid_shape(atoms, shape, args.spacing)
     start = time.perf_counter()
     from deepmd_charge.predict import SLAB_POINTS
@@ -555,7 +563,7 @@ def _cmd_predict_committee(args) -> int:
         std_fmt="cube" if args.std and is_cube(args.std) else "chgcar",
         trailer=trailer,
         title=f"{atoms.get_chemical_formula()} deepmd-charge committee mean of {len(com)} models",
-        normalize=args.normalize,
+        normalize=electrons,
     )
     elapsed = time.perf_counter() - start
     npts = int(np.prod(shape)) * len(com)
@@ -563,8 +571,8 @@ def _cmd_predict_committee(args) -> int:
         f"grid {'x'.join(map(str, shape))} x {len(com)} models ({npts} points) in {elapsed:.1f} s, {npts / elapsed:,.0f} points/s"
     )
     print(f"electrons: {res['electrons']:.6f}")
-    if args.normalize is not None:
-        print(f"normalized to {args.normalize} electrons (factor {args.normalize / res['electrons']:.6f})")
+    if electrons is not None:
+        print(f"normalized to {electrons:g} electrons (factor {electrons / res['electrons']:.6f})")
     print(
         f"committee deviation (std over {len(com)} models, e/A^3): mean {res['dev_mean']:.3e}, max {res['dev_max']:.3e}"
     )

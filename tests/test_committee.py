@@ -159,6 +159,33 @@ def test_predict_committee_writes_mean_and_std(trained, second, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary std store removed
 
 
+def test_predict_committee_like_takes_the_references_augmentation_and_electron_count(trained, second, tmp_path):
+    """As for one model: --like of the same atoms gives its grid, augmentation block and electron count."""
+    from deepmd_charge.io.chgcar import write_chgcar
+
+    dft = read_chgcar(EXAMPLE_DFT / "rattled_b" / "CHGCAR.gz")
+    aug = "".join(f"augmentation occupancies {a:3d}   2\n  0.1000000E+00 -0.2000000E-01\n" for a in range(1, 9))
+    like = tmp_path / "CHGCAR_ref"
+    write_chgcar(like, dft.atoms, [dft.total * 1.01], trailers=[aug])  # 32.32 electrons
+    ref = read_chgcar(like)
+    models = [str(trained["model"]), str(second)]
+    out = run(["dp-charge", "predict", *models, str(EXAMPLE_DFT / "rattled_b" / "POSCAR"), "-o", str(tmp_path / "CHGCAR"),
+               "--like", str(like), "--quiet"])  # fmt: skip
+    got = read_chgcar(tmp_path / "CHGCAR")
+    assert got.shape == ref.shape
+    assert got.electrons() == pytest.approx(ref.electrons(), rel=1e-8)
+    assert f"normalized to {ref.electrons():g} electrons" in out.stdout
+    assert got.trailers[0] == aug  # the PAW occupancies, copied verbatim
+    # other atoms in the same cell (a vacancy): the reference's grid only, and a note saying so
+    vacancy = read(POSCAR_A)
+    del vacancy[3]
+    vacancy.write(tmp_path / "POSCAR_vac", format="vasp")
+    other = run(["dp-charge", "predict", *models, str(tmp_path / "POSCAR_vac"), "-o", str(tmp_path / "CHGCAR_other"),
+                 "--like", str(like), "--quiet"])  # fmt: skip
+    assert "normalized to" not in other.stdout and "not used" in other.stdout
+    assert read_chgcar(tmp_path / "CHGCAR_other").shape == ref.shape
+
+
 def test_test_committee_reports_ranking_metrics(trained, second, tmp_path):
     out = run(
         [
