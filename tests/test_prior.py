@@ -116,7 +116,13 @@ def shipped_inputs():
     """Every learning_rate section in the repository's JSON files, Markdown and Python sources."""
     from deepmd_charge import recipe
 
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    proc = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode == 0:
+        files = proc.stdout.split()
+    else:  # an exported copy, not a git checkout: every file but the build and work folders
+        skip = ("build/", ".", "examples/silicon/work/")
+        files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file()]
+        files = [f for f in files if not f.startswith(skip) and "/." not in f and "egg-info" not in f]
     found = []
     for name in files:
         path = ROOT / name
