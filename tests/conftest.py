@@ -43,6 +43,12 @@ def run(cmd, cwd=None, check=True):
     return proc
 
 
+def convert_example(out, points: int, seed: int):
+    """dp-charge convert of the shipped Si8 density (rattled_a) into `out`: `points` points, `seed`."""
+    cmd = [sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz")]
+    return run([*cmd, "-o", str(out), "--points", str(points), "--seed", str(seed)])
+
+
 def tiny_input(systems, steps=300):
     return {
         "model": {
@@ -73,21 +79,7 @@ def tiny_input(systems, steps=300):
 def trained(tmp_path_factory):
     """convert -> dp train (300 steps) -> dp freeze on the shipped Si8 GPAW data: a real, tiny model."""
     work = tmp_path_factory.mktemp("train")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "deepmd_charge.cli",
-            "convert",
-            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-            "-o",
-            str(work / "data"),
-            "--points",
-            "20000",
-            "--seed",
-            "0",
-        ]
-    )
+    convert_example(work / "data", points=20000, seed=0)
     (work / "input.json").write_text(json.dumps(tiny_input(work / "data")))
     train = run(["dp", "--tf", "train", "input.json"], cwd=work)
     run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=work)

@@ -1,13 +1,12 @@
 """Committee of models: mean and deviation (predict, test), uncertainty metrics, select."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 from ase.io import read, write
 
-from conftest import EXAMPLE_DFT, run, tiny_input
+from conftest import EXAMPLE_DFT, convert_example, run, tiny_input
 from deepmd_charge.errors import InputError
 from deepmd_charge.io.chgcar import read_chgcar
 from deepmd_charge.io.cube import read_cube
@@ -20,21 +19,7 @@ POSCAR_A = EXAMPLE_DFT / "rattled_a" / "POSCAR"
 def second(trained, tmp_path_factory):
     """A second tiny model, as a committee member should be: other grid points, other seeds."""
     work = tmp_path_factory.mktemp("second")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "deepmd_charge.cli",
-            "convert",
-            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-            "-o",
-            str(work / "data"),
-            "--points",
-            "20000",
-            "--seed",
-            "7",
-        ]
-    )
+    convert_example(work / "data", points=20000, seed=7)
     config = tiny_input(work / "data", steps=200)
     for part in (config["model"]["descriptor"], config["model"]["fitting_net"], config["training"]):
         part["seed"] = 7

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import EXAMPLE_DFT, run, tiny_input
+from conftest import EXAMPLE_DFT, convert_example, run, tiny_input
 
 has_horovod = importlib.util.find_spec("horovod") is not None and shutil.which("mpirun") is not None
 
@@ -18,21 +18,7 @@ has_horovod = importlib.util.find_spec("horovod") is not None and shutil.which("
 @pytest.mark.slow
 @pytest.mark.skipif(not has_horovod, reason="Horovod (optional) or mpirun is not installed")
 def test_two_horovod_ranks_train_a_charge_model(tmp_path):
-    run(
-        [
-            sys.executable,
-            "-m",
-            "deepmd_charge.cli",
-            "convert",
-            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-            "-o",
-            str(tmp_path / "data"),
-            "--points",
-            "8000",
-            "--seed",
-            "0",
-        ]
-    )
+    convert_example(tmp_path / "data", points=8000, seed=0)
     inp = tiny_input(tmp_path / "data", steps=40)
     inp["training"]["disp_freq"] = 20
     (tmp_path / "input.json").write_text(json.dumps(inp))

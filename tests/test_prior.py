@@ -12,14 +12,13 @@ import json
 import logging
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from ase.build import bulk
 from scipy.spatial import cKDTree
 
-from conftest import EXAMPLE_DFT, ROOT, run, tiny_input
+from conftest import ROOT, convert_example, run, tiny_input
 from deepmd_charge.grid import periodic_images
 from deepmd_charge.tf.basis import basis_sums_numpy, least_squares, phi, regularised_fit
 
@@ -214,21 +213,7 @@ def test_divergence_warning_needs_a_sustained_rise(caplog):
 @pytest.mark.slow  # trains a model or builds the kernel
 def test_dp_train_warns_when_the_network_makes_the_model_worse(tmp_path):
     """A far too high learning rate on the shipped Si8 data: dp train names start_lr."""
-    run(
-        [
-            sys.executable,
-            "-m",
-            "deepmd_charge.cli",
-            "convert",
-            str(EXAMPLE_DFT / "rattled_a" / "CHGCAR.gz"),
-            "-o",
-            str(tmp_path / "data"),
-            "--points",
-            "4000",
-            "--seed",
-            "0",
-        ]
-    )
+    convert_example(tmp_path / "data", points=4000, seed=0)
     inp = tiny_input(tmp_path / "data", steps=80)
     inp["learning_rate"] = {"type": "exp", "start_lr": 0.3, "stop_lr": 0.1, "smooth": True}
     inp["training"]["disp_freq"] = 10
