@@ -14,7 +14,14 @@ import numpy as np
 from ase import Atoms
 
 from deepmd_charge.errors import InputError
-from deepmd_charge.grid import CORE_RADIUS, cartesian_points, near_nucleus_mask, periodic_images, sample_indices  # noqa: F401  (periodic_images: its old home)
+from deepmd_charge.grid import (
+    CORE_RADIUS,
+    cartesian_points,
+    near_nucleus_mask,
+    periodic_images,  # noqa: F401  (re-exported: its old home)
+    sample_indices,
+    wrap_into_cell,
+)
 from deepmd_charge.io.chgcar import VolumetricData
 
 LABEL = "density"
@@ -95,9 +102,14 @@ def convert_files(
         summary.inputs.append((vol.source, vol.atoms.get_chemical_formula(), vol.shape, vol.electrons()))
     with atomic_folder(out) as tmp:
         written = write_system(systems, tmp, set_size=count)
-    summary.written = [out / w.relative_to(tmp) if w != tmp else out for w in written]
+    summary.written = _moved(written, tmp, out)
     summary.type_map = type_map_for(systems)
     return summary
+
+
+def _moved(written, tmp: Path, out: Path) -> list:
+    """Where folders written under an atomic_folder's temporary folder `tmp` are now that it is `out`."""
+    return [out / w.relative_to(tmp) if w != tmp else out for w in written]
 
 
 def frames_from_volumetric(
@@ -256,8 +268,7 @@ def ghost_frames_from_grid(path, points_per_frame: int = 200, ghost: str | None 
     rng = np.random.default_rng(seed)
     systems = []
     for atoms, grid, dens in read_grid_system(path):
-        frac = grid @ np.linalg.inv(atoms.cell[:])
-        grid = (frac - np.floor(frac)) @ atoms.cell[:]  # the density is periodic: points into the cell
+        grid = wrap_into_cell(grid, atoms.cell[:])  # the density is periodic
         keep = np.flatnonzero(~near_nucleus_mask(atoms, grid, CORE_RADIUS))
         keep = rng.permutation(keep)  # a regular grid's consecutive points are one slab: mix them
         frames = len(keep) // points_per_frame
@@ -309,7 +320,7 @@ def files_to_grid_layout(
     return {
         "inputs": [(v.source, v.atoms.get_chemical_formula(), v.shape) for v in vols],
         "points": count,
-        "written": [out / w.relative_to(tmp) if w != tmp else out for w in written],
+        "written": _moved(written, tmp, out),
     }
 
 
@@ -335,5 +346,5 @@ def grid_layout_to_frames(folders, output, points_per_frame: int = 200, seed=Non
         written = write_system(systems, tmp, set_size=max(s.get_nframes() for s in systems))
     return {
         "frames": sum(s.get_nframes() for s in systems),
-        "written": [out / w.relative_to(tmp) if w != tmp else out for w in written],
+        "written": _moved(written, tmp, out),
     }

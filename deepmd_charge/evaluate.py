@@ -65,7 +65,7 @@ def evaluate_system(dc, path, label: str | None = None, progress=False) -> dict:
     from deepmd_charge.io.grid_data import is_grid_system, read_grid_system
 
     if is_grid_system(path):
-        frames = [(atoms, grid, dens) for atoms, grid, dens in read_grid_system(path)]
+        frames = list(read_grid_system(path))
         return _scored(dc, path, [(atoms, grid) for atoms, grid, _ in frames], [dens for *_, dens in frames], progress)
     type_map = (path / "type_map.raw").read_text().split() if (path / "type_map.raw").is_file() else None
     types = np.loadtxt(path / "type.raw", dtype=int, ndmin=1)

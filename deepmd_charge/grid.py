@@ -17,6 +17,12 @@ from deepmd_charge.errors import InputError
 CORE_RADIUS = 0.1
 
 
+def wrap_into_cell(points, cell) -> np.ndarray:
+    """Cartesian points moved by lattice vectors into the cell (fractional coordinates in [0, 1))."""
+    frac = np.asarray(points) @ np.linalg.inv(cell)
+    return (frac - np.floor(frac)) @ cell
+
+
 def periodic_images(atoms, margin: float):
     """Positions and original indices of the atoms and all their images within `margin` of the cell."""
     cell = atoms.cell[:]

@@ -48,13 +48,12 @@ def basis_sums_numpy(cell, positions, types, points, ntypes_real: int, rcut: flo
     """B for each point: (npoints, ntypes_real * nbasis), periodic images included."""
     from ase import Atoms
 
-    from deepmd_charge.grid import periodic_images
+    from deepmd_charge.grid import periodic_images, wrap_into_cell
 
     atoms = Atoms(numbers=np.ones(len(positions), dtype=int), positions=positions, cell=cell, pbc=True)
     ext_pos, ext_idx = periodic_images(atoms, rcut)
     ext_types = np.asarray(types)[ext_idx]
-    frac = np.asarray(points) @ np.linalg.inv(cell)
-    pts = (frac - np.floor(frac)) @ cell
+    pts = wrap_into_cell(points, cell)
     out = np.zeros((len(pts), ntypes_real, nbasis))
     if len(ext_pos) == 0:
         return out.reshape(len(pts), -1)
