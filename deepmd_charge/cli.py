@@ -374,7 +374,7 @@ def _load_model(path, threads, plain_graph=False, cache=None):
 
 
 def cmd_predict(args) -> int:
-    from deepmd_charge.io.structure import is_cube, read_structure, read_volumetric
+    from deepmd_charge.io.structure import is_cube, read_structure
     from deepmd_charge.parallel import mpi_comm, slabs_in_order
 
     if isinstance(args.model, list):  # from the command line (a trajectory's frames come back with one model)
@@ -415,28 +415,8 @@ def cmd_predict(args) -> int:
             raise InputError("--spin-model", "writes a spin-polarised CHGCAR; a cube file holds one density")
         models.append(_load_model(args.spin_model, args.threads, args.plain_graph, cache=cache))
         models[1].check_structure(atoms, args.structure)
-    trailers, shape, electrons = [""] * len(models), args.grid, args.normalize
-    if args.like:
-        from deepmd_charge.grid import check_same_cell
-        from deepmd_charge.scf_start import vasp_reference
-
-        like = getattr(args, "like_data", None) or read_volumetric(
-            args.like, elements=args.elements
-        )  # read once per trajectory
-        shape = like.shape
-        check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
-        ref = vasp_reference(like, atoms, args.like, len(models))
-        trailers = ref.trailers
-        electrons = electrons if electrons is not None else ref.electrons
-        if ref.note and rank == 0:
-            print(ref.note)
+    trailers, shape, electrons = _reference(args, atoms, len(models), fmt, speak=rank == 0)
     shape = dc.grid_shape(atoms, shape, args.spacing)
-    if electrons is not None and electrons <= 0:
-        raise InputError("--electrons", f"needs a positive electron count, got {electrons}")
-    if fmt == "chgcar" and not trailers[0].strip() and rank == 0:
-        from deepmd_charge.scf_start import NO_AUGMENTATION_NOTE
-
-        print(NO_AUGMENTATION_NOTE.format(out=args.output))
     progress = not args.quiet
     if comm:
         streams = [slabs_in_order(m, atoms, shape, comm, progress, args.slab_points) for m in models]
@@ -504,10 +484,38 @@ def _predict_qe_save(args) -> int:
     return 0
 
 
+def _reference(args, atoms, nblocks: int, fmt: str, speak: bool = True):
+    """--like and --electrons for one model or a committee: (trailers, grid shape, electron count or
+    None). The reference gives its grid, and its augmentation block and electron count when it
+    holds the same atoms (a VASP ICHARG=1 start); the notes are printed when `speak`."""
+    trailers, shape, electrons = [""] * nblocks, args.grid, args.normalize
+    if args.like:
+        from deepmd_charge.grid import check_same_cell
+        from deepmd_charge.io.structure import read_volumetric
+        from deepmd_charge.scf_start import vasp_reference
+
+        # a trajectory reads the reference once (args.like_data)
+        like = getattr(args, "like_data", None) or read_volumetric(args.like, elements=args.elements)
+        shape = like.shape
+        check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
+        ref = vasp_reference(like, atoms, args.like, nblocks)
+        trailers = ref.trailers
+        electrons = electrons if electrons is not None else ref.electrons
+        if ref.note and speak:
+            print(ref.note)
+    if electrons is not None and electrons <= 0:
+        raise InputError("--electrons", f"needs a positive electron count, got {electrons}")
+    if fmt == "chgcar" and not trailers[0].strip() and speak:
+        from deepmd_charge.scf_start import NO_AUGMENTATION_NOTE
+
+        print(NO_AUGMENTATION_NOTE.format(out=args.output))
+    return trailers, shape, electrons
+
+
 def _cmd_predict_committee(args) -> int:
     """Several models: the committee mean is the density, --std writes the per-point deviation."""
     from deepmd_charge.committee import Committee, write_committee_prediction
-    from deepmd_charge.io.structure import is_cube, read_structure, read_volumetric
+    from deepmd_charge.io.structure import is_cube, read_structure
     from deepmd_charge.parallel import mpi_comm
 
     if len(args.model) < 2:
@@ -529,23 +537,7 @@ def _cmd_predict_committee(args) -> int:
     atoms = read_structure(args.structure, elements=args.elements)
     com = Committee(args.model, threads=args.threads, tabulate=not args.plain_graph)
     com.check_structure(atoms, args.structure)
-    trailer, shape, electrons = "", args.grid, args.normalize
-    if args.like:  # as for one model: the reference's grid, and its augmentation and electron count for the same atoms
-        from deepmd_charge.grid import check_same_cell
-        from deepmd_charge.scf_start import vasp_reference
-
-        like = read_volumetric(args.like, elements=args.elements)
-        shape = like.shape
-        check_same_cell(atoms.cell[:], like.atoms.cell[:], shape, args.like)
-        ref = vasp_reference(like, atoms, args.like, 1)
-        trailer = ref.trailers[0]
-        electrons = electrons if electrons is not None else ref.electrons
-        if ref.note:
-            print(ref.note)
-    if fmt == "chgcar" and not trailer.strip():
-        from deepmd_charge.scf_start import NO_AUGMENTATION_NOTE
-
-        print(NO_AUGMENTATION_NOTE.format(out=args.output))
+    (trailer,), shape, electrons = _reference(args, atoms, 1, fmt)
     shape = com.grid_shape(atoms, shape, args.spacing)
     start = time.perf_counter()
     from deepmd_charge.predict import SLAB_POINTS
