@@ -118,7 +118,7 @@ inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, c
 #pragma omp simd
     for (int i = 0; i < W; ++i) {
       // Estrin's scheme: 5 FMAs as Horner's, but 3 deep instead of 5 (the chain's latency, not the
-      // FMA count, bounds this loop: op time -5 to -14 %, float64, benchmarks/predict_speed.py)
+      // FMA count, bounds this loop: kernel time -5 to -14 %, float64, benchmarks/kernel_alone.py)
       const T v = (a[i] + t * a[M + i]) + t2 * ((a[2 * M + i] + t * a[3 * M + i]) + t2 * (a[4 * M + i] + t * a[5 * M + i]));
       for (int r = 0; r < R; ++r) acc[r][i] += wq[r] * v;
     }
@@ -132,7 +132,7 @@ inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const
   // 8 columns for the embedding (R = 4), the fastest width tried in both precisions (op time, Si64
   // speed models, 64^3 grid: float32 8 / 16 columns 262 / 470 ms; float64 4 / 8 / 16 columns
   // 496 / 385 / 664 ms); 16 for the single sums (R = 1), two independent chains per neighbour
-  // (float32 op time -6 %)
+  // (float32 kernel time -6 %, benchmarks/kernel_alone.py)
   constexpr int W = R == 1 ? 16 : 8;
   int64 m0 = 0;
   for (; m0 + W <= M; m0 += W) table_block<T, R, W>(coef, M, m0, nq, rows, ts, w, out);
