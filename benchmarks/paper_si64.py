@@ -6,10 +6,14 @@ paper authors' npy layout: ghost type "Prob", labels in atom_ener.npy, one struc
 
     python benchmarks/paper_si64.py one  [--minutes 25] [--workdir /tmp/paper_si64]
     python benchmarks/paper_si64.py all  [--minutes 55] [--ship examples/si64-paper]
+    python benchmarks/paper_si64.py one  --minutes 60 --batch-size 4 --checkpoints 4   # a learning curve
 
 Steps are chosen from a short timing run so that training takes about --minutes on this machine;
 the learning rate decays exponentially from start_lr to 1e-5 over them. Prints a markdown table
 (per validation structure: MAE, RMSE, NMAE, max |err|, R^2) with wall time and steps.
+--checkpoints N also scores the run's checkpoints at 1/N, 2/N, ... of its steps (one line each,
+with the training minutes they took): a learning curve from one run, whose learning rate at the
+earlier points has not yet decayed to stop_lr.
 """
 
 from __future__ import annotations
@@ -65,11 +69,13 @@ def link_system(src: Path, sets, dst: Path) -> None:
             (dst / s).symlink_to(src / s)
 
 
-def train(work: Path, steps: int) -> float:
+def train(work: Path, steps: int, batch_size: int = 1, checkpoints: int = 1) -> float:
     inp = json.loads(json.dumps(INPUT))
     inp["training"]["numb_steps"] = steps
     inp["training"]["disp_freq"] = max(100, steps // 50)
-    inp["training"]["save_freq"] = steps
+    inp["training"]["save_freq"] = max(1, steps // checkpoints)
+    inp["training"]["max_ckpt_keep"] = checkpoints + 1
+    inp["training"]["training_data"]["batch_size"] = batch_size
     (work / "input.json").write_text(json.dumps(inp, indent=2))
     for f in work.glob("model.ckpt*"):
         f.unlink()
@@ -90,6 +96,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default 25 for one, 55 for all)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/paper_si64"))
     parser.add_argument("--ship", type=Path, default=None, help="copy model.pb, input.json and lcurve.out here")
+    parser.add_argument("--batch-size", type=int, default=1, help="frames (of 200 points) per step (default 1)")
+    parser.add_argument("--checkpoints", type=int, default=1, help="also score N checkpoints along the run")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data next to the checkout")
@@ -103,8 +111,8 @@ def main():
     for s in val_sets:
         link_system(DATA / "val", [s], work / "val" / s)
 
-    probe = train(work, 200)  # timing run: includes start-up and statistics
-    probe2 = train(work, 400)
+    probe = train(work, 200, args.batch_size)  # timing run: includes start-up and statistics
+    probe2 = train(work, 400, args.batch_size)
     per_step = max((probe2 - probe) / 200, 1e-3)
     overhead = probe - 200 * per_step
     steps = int((minutes * 60 - overhead) / per_step) // 100 * 100
@@ -112,9 +120,27 @@ def main():
         f"timing: {per_step * 1000:.1f} ms/step, {overhead:.0f} s start-up -> {steps} steps for {minutes} min",
         flush=True,
     )
-    seconds = train(work, steps)
-    sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
+    seconds = train(work, steps, args.batch_size, args.checkpoints)
     systems = [str(work / "val" / s) for s in val_sets]
+    if args.checkpoints > 1:
+        print(
+            "\n| step | training minutes (about) | MAE on the validation structures (e/A^3) | NMAE |\n|---|---|---|---|"
+        )
+        every = max(1, steps // args.checkpoints)
+        for k in range(1, args.checkpoints):
+            step = k * every
+            (work / "checkpoint").write_text(f'model_checkpoint_path: "model.ckpt-{step}"\n')
+            sh(["dp", "--tf", "freeze", "-o", f"model-{step}.pb"], work)
+            sh(
+                ["dp-charge", "test", f"model-{step}.pb", *systems, "--json", f"metrics-{step}.json"]
+                + ["--label", "atom_ener", "--quiet"],
+                work,
+            )
+            m = json.loads((work / f"metrics-{step}.json").read_text())["overall"]
+            minutes_at = (overhead + step * (seconds - overhead) / steps) / 60
+            print(f"| {step} | {minutes_at:.1f} | {m['mae']:.2e} | {100 * m['nmae']:.2f}% |", flush=True)
+        (work / "checkpoint").write_text(f'model_checkpoint_path: "model.ckpt-{steps}"\n')
+    sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
     sh(
         [
             "dp-charge",
@@ -133,8 +159,8 @@ def main():
     )
     m = json.loads((work / "metrics.json").read_text())
     print(
-        f"\nTrained on {len(train_sets)} structure(s) ({', '.join(train_sets)}): {steps} steps, {seconds / 60:.1f} "
-        f"min wall on {os.cpu_count()} cores"
+        f"\nTrained on {len(train_sets)} structure(s) ({', '.join(train_sets)}): {steps} steps of "
+        f"{args.batch_size} frame(s), {seconds / 60:.1f} min wall on {os.cpu_count()} cores"
     )
     print(f"paper's MAE for comparison: {PAPER_MAE[args.which]} e/A^3\n")
     print("| validation structure | points | MAE (e/A^3) | RMSE | NMAE | max abs err | R^2 |")

@@ -40,6 +40,13 @@ doc_basis_trainable = (
     "Whether the radial basis weights are trained with the network (true) or stay at the fit made "
     "before training (false)."
 )
+doc_ghost_centred = (
+    "se_e2_a only: in training, feed DeePMD-kit's environment op frames whose only centres are the "
+    "grid points, with the real atoms' periodic images and a neighbour list made in the graph "
+    "(the layout prediction uses). The same model and numbers; the step cost no longer grows with "
+    "the number of points per frame (docs/benchmarks.md section 10). false: every atom of the frame "
+    "is a centre and DeePMD-kit builds the neighbour list over all of them."
+)
 doc_charge_loss = (
     "Loss of deepmd-charge's charge fitting, computed on the ghost atoms (grid points) only. "
     "The whole section may be omitted; lcurve.out then reports rmse and mae of the density in e/A^3."
@@ -71,6 +78,7 @@ def fitting_charge() -> list:
         Argument("radial_neuron", [list[int], None], optional=True, default=None, doc=doc_radial),
         Argument("radial_basis", [int, None], optional=True, default=None, doc=doc_basis),
         Argument("basis_trainable", bool, optional=True, default=True, doc=doc_basis_trainable),
+        Argument("ghost_centred", bool, optional=True, default=True, doc=doc_ghost_centred),
     ]
 
 

@@ -25,6 +25,7 @@ from deepmd_charge.tf import log
 # the module, not its names: importing deepmd_charge.tf.loss first loads DeePMD-kit's entry points,
 # which import this module while loss.py is still half-initialised
 from deepmd_charge.tf import loss as charge_loss
+from deepmd_charge.tf.ghost_frame import centre_on_ghosts
 
 #: the defaults of fitting_net/neuron, radial_neuron and radial_basis (argcheck.py, shown by dp doc-train-input)
 DEFAULT_NEURON, DEFAULT_RADIAL, DEFAULT_BASIS = FITTING_NEURON, RADIAL_NEURON, RADIAL_BASIS
@@ -130,6 +131,7 @@ class ChargeFitting(DOSFitting):
         radial_neuron: list | None = None,
         radial_basis: int | None = None,
         basis_trainable: bool = True,
+        ghost_centred: bool = True,
         **kwargs,
     ) -> None:
         check_ghost_setup(type_map, descrpt)
@@ -174,6 +176,9 @@ class ChargeFitting(DOSFitting):
         if radial_basis < 0 or radial_basis == 1:
             raise ConfigError(f"fitting_net/radial_basis must be 0 (off) or at least 2, not {radial_basis}")
         self.radial_basis = int(radial_basis)
+        self.ghost_centred = bool(ghost_centred) and has_env
+        if self.ghost_centred:
+            centre_on_ghosts(descrpt, ntypes)
         self.basis_trainable = bool(basis_trainable)
         self.n_real = ntypes - 1
         self.n_basis_features = self.n_real * self.radial_basis
@@ -299,22 +304,22 @@ class ChargeFitting(DOSFitting):
                     )
                     for name, value in (("t_basis_mean", self.basis_mean), ("t_basis_std", self.basis_std))
                 )
-        nframes = tf.shape(inputs)[0]
-        inputs = tf.reshape(inputs, [-1, natoms[0], self.dim_descrpt])
         g = self.ghost_type
         if not self.mixed_types:
-            # DeePMD sorts local atoms by type, so the ghosts are the last natoms[2+g] of them
+            # DeePMD sorts local atoms by type, so the ghosts are the last natoms[2+g] of each frame;
+            # a ghost-centred descriptor (ghost_frame.py) has only those rows, all frames in one
+            nframes = input_dict.get("nframes", tf.shape(inputs)[0])
             n_ghost = natoms[2 + g]
             start = natoms[0] - n_ghost
-            ghost_inputs = inputs[:, start:, :]
+            ghost_inputs = tf.reshape(inputs, [nframes, -1, self.dim_descrpt])[:, -n_ghost:, :]
             dim = extra = self.dim_descrpt
             if self.radial_basis:
-                basis = self._basis_features(nframes, natoms, start)  # [nframes, n_ghost, nfeat]
+                basis = self._basis_features(nframes, n_ghost)  # [nframes, n_ghost, nfeat]
                 normed = (basis - t_bmean) / t_bstd
                 ghost_inputs = tf.concat([ghost_inputs, tf.cast(normed, ghost_inputs.dtype)], axis=2)
                 extra += self.n_basis_features
             if self.radial_neuron:
-                radial = self._radial_features(nframes, natoms, start, reuse, suffix)
+                radial = self._radial_features(nframes, n_ghost, reuse, suffix)
                 ghost_inputs = tf.concat([ghost_inputs, tf.cast(radial, ghost_inputs.dtype)], axis=2)
                 extra += self.radial_neuron[-1]
             self.dim_descrpt = extra
@@ -362,6 +367,8 @@ class ChargeFitting(DOSFitting):
             zeros = tf.zeros([nframes, start, 1], dtype=GLOBAL_TF_FLOAT_PRECISION)
             outs = tf.concat([zeros, out], axis=1)
         else:
+            nframes = tf.shape(inputs)[0]
+            inputs = tf.reshape(inputs, [-1, natoms[0], self.dim_descrpt])
             atype = tf.reshape(input_dict["atype"], [-1, natoms[1]])[:, : natoms[0]]
             out = self._build_lower(0, natoms[0], inputs, None, None, bias_dos=0.0, suffix=suffix, reuse=reuse)
             out = tf.reshape(tf.cast(out, GLOBAL_TF_FLOAT_PRECISION), [nframes, natoms[0], 1]) * t_std + t_mean
@@ -369,14 +376,14 @@ class ChargeFitting(DOSFitting):
             outs = out * mask
         return outs
 
-    def _basis_features(self, nframes, natoms, start):
+    def _basis_features(self, nframes, n_ghost):
         """Radial basis sums per element (basis.py) from the descriptor's neighbour distances."""
         from deepmd_charge.tf.basis import phi
 
         d = self.descrpt
         nnei = d.nnei
-        rij = tf.reshape(d.rij, [nframes, natoms[0], nnei, 3])[:, start:]
-        nlist = tf.reshape(d.nlist, [nframes, natoms[0], nnei])[:, start:]
+        rij = tf.reshape(d.rij, [nframes, -1, nnei, 3])[:, -n_ghost:]
+        nlist = tf.reshape(d.nlist, [nframes, -1, nnei])[:, -n_ghost:]
         r2 = tf.reduce_sum(tf.cast(rij, GLOBAL_TF_FLOAT_PRECISION) ** 2, axis=-1)
         # empty slots (nlist -1) get r = 0, which phi maps to 0; the sqrt is guarded for its gradient
         r = tf.where(nlist >= 0, tf.sqrt(tf.maximum(r2, 1e-12)), tf.zeros_like(r2))
@@ -386,7 +393,7 @@ class ChargeFitting(DOSFitting):
         per_type = [tf.reduce_sum(f[:, :, bounds[t] : bounds[t + 1], :], axis=2) for t in range(self.n_real)]
         return tf.concat(per_type, axis=2)
 
-    def _radial_features(self, nframes, natoms, start, reuse, suffix):
+    def _radial_features(self, nframes, n_ghost, reuse, suffix):
         """Linear radial sums (1/nnei) sum_j s(r_j) g(s_j) over the ghost's real neighbours.
 
         The se_e2_a descriptor only holds products of such sums; a density is to first order a
@@ -396,7 +403,7 @@ class ChargeFitting(DOSFitting):
 
         d = self.descrpt
         nnei = d.nnei
-        env = tf.reshape(d.descrpt_reshape, [nframes, natoms[0], nnei, 4])[:, start:, :, 0]
+        env = tf.reshape(d.descrpt_reshape, [nframes, -1, nnei, 4])[:, -n_ghost:, :, 0]
         avg = tf.reshape(d.t_avg[self.ghost_type], [nnei, 4])[:, 0]
         std = tf.reshape(d.t_std[self.ghost_type], [nnei, 4])[:, 0]
         s_raw = env * std + avg  # the op's normalisation undone: 0 for empty neighbour slots
