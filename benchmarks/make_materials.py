@@ -22,6 +22,10 @@ Atoms are listed element by element (O before H, Al before Mg) so that POSCAR ha
              0.02 A (ase seed 1 / 2). 64 valence e. --water-extra N adds N more configurations
              for training on several structures, made the same way with seeds 3, 4, ...:
              rattled_c, rattled_d, ... (rattled_b stays the test structure).
+    diamond_fine  diamond carbon, one conventional cell (8 atoms, a = 3.567 A), rattled stdev
+             0.05 A (ase seeds 1 / 2). 32 valence e.
+    mgo_fine rocksalt MgO, one conventional cell (4 Mg + 4 O, a = 4.212 A), rattled stdev 0.05 A
+             (ase seeds 1 / 2); Mg with GPAW's 2-electron setup. 32 valence e.
     almg     Al-Mg alloy: fcc Al 2x2x2 conventional cells (32 atoms, a = 4.05 A) with 8 random
              sites made Mg (numpy default_rng seed 1 / 2: two different decorations), then rattled
              stdev 0.05 A (ase seed 1 / 2). Mg uses GPAW's 2-electron setup (setups={'Mg': '2'},
@@ -37,6 +41,8 @@ analogue of a VASP CHGCAR; it dips negative near nuclei) on the fine grid, half 
     water     PW(400)  Gamma only (1)            h = 0.2 A: 32^3             64^3, 0.097 A
     almg      PW(300)  2x2x2 Monkhorst-Pack (4)  h = 0.2 A: 42^3             84^3, 0.096 A
     water_fine PW(400) Gamma only (1)            gpts 36^3 (h = 0.172 A)     72^3, 0.086 A (the water boxes again)
+    diamond_fine PW(500) 4x4x4 Monkhorst-Pack    gpts 20^3 (h = 0.178 A)     40^3, 0.089 A
+    mgo_fine  PW(500)  4x4x4 Monkhorst-Pack      gpts 24^3 (h = 0.176 A)     48^3, 0.088 A
 
 all with Fermi-Dirac smearing of 0.1 eV and GPAW's default convergence criteria.
 (si64 gives the grid as gpts=48^3: h = 0.22 would round up to 52^3.) Every density is checked:
@@ -58,6 +64,12 @@ Measured (one core, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1, the other core bus
     water/rattled_c     6 s    63.999998    0.0012 / 9.956 / 0.2674       none              1.8 MB
     water/rattled_d     5 s    63.999998    0.0012 / 9.928 / 0.2674       none              1.8 MB
     water/rattled_e     5 s    63.999998    0.0010 / 9.936 / 0.2674       none              1.8 MB
+
+    water_fine/rattled_a  9 s  63.999998   0.0014 / 10.03 / 0.2674       none              2.6 MB
+    diamond_fine/rattled_a 10 s  31.999996   0.0796 / 2.236 / 0.7051       none              0.4 MB
+    mgo_fine/rattled_a   18 s    31.999945  -4.145 / 10.33 / 0.4282        2.63 %, -1.74 e   0.8 MB
+    (rattled_b of each, and water_fine rattled_c: within a few % of these; `water_fine diamond_fine
+    --water-extra 1` 46 s, `mgo_fine` 36 s, one core, the other busy)
 
 (rattled_c-e: `water --water-extra 3`, 17.8 s with rattled_a/b skipped; 5.2-5.8 s of SCF each.)
 All eight in 321 s (5.4 min; writing and reading back a CHGCAR.gz adds 1-2 s each); the output
@@ -104,9 +116,9 @@ from deepmd_charge.io.chgcar import format_poscar, read_chgcar, write_chgcar  # 
 
 SEEDS = {"rattled_a": 1, "rattled_b": 2}  # name -> seed of the rattle (and of the random choices)
 WATER_EXTRA_MAX = 24  # --water-extra: rattled_c (seed 3), rattled_d (seed 4), ... up to rattled_z
-VALENCE = {"Si": 4, "Al": 3, "Mg": 2, "O": 6, "H": 1}  # with the setups chosen below
+VALENCE = {"Si": 4, "Al": 3, "Mg": 2, "O": 6, "H": 1, "C": 4}  # with the setups chosen below
 GRID_REFINEMENT = 2
-A_SI, A_AL = 5.43, 4.05  # A
+A_SI, A_AL, A_C, A_MGO = 5.43, 4.05, 3.567, 4.212  # A
 O_H, HOH = 0.97, 104.5  # A, degrees
 
 
@@ -167,6 +179,18 @@ def water(seed: int, n_side: int = 2, density: float = 1.0) -> Atoms:
     return atoms
 
 
+def diamond(seed: int) -> Atoms:
+    atoms = bulk("C", "diamond", a=A_C, cubic=True)
+    atoms.rattle(stdev=0.05, seed=seed)
+    return atoms
+
+
+def mgo(seed: int) -> Atoms:
+    atoms = by_element(bulk("MgO", "rocksalt", a=A_MGO, cubic=True), ["Mg", "O"])
+    atoms.rattle(stdev=0.05, seed=seed)
+    return atoms
+
+
 def almg(seed: int, n_mg: int = 8) -> Atoms:
     atoms = bulk("Al", "fcc", a=A_AL, cubic=True).repeat((2, 2, 2))
     symbols = np.array(atoms.get_chemical_symbols())
@@ -185,6 +209,14 @@ MATERIALS = {
     "almg": (almg, dict(mode=PW(300), kpts=(2, 2, 2), h=0.2, setups={"Mg": "2"}), "Al24Mg8 fcc alloy"),
     # the same water boxes on a finer grid (72^3, 0.086 A): more points on the steep O peaks (issue 17)
     "water_fine": (water, dict(mode=PW(400), kpts=(1, 1, 1), gpts=(36, 36, 36)), "8 H2O liquid-density box"),
+    # a second first-row system with steep peaks on a fine grid (40^3, 0.089 A; issue 17)
+    "diamond_fine": (diamond, dict(mode=PW(500), kpts=(4, 4, 4), gpts=(20, 20, 20)), "C8 diamond"),
+    # an oxide: O peaks like water's on a fine grid (48^3, 0.088 A); Mg with its 2-electron setup
+    "mgo_fine": (
+        mgo,
+        dict(mode=PW(500), kpts=(4, 4, 4), gpts=(24, 24, 24), setups={"Mg": "2"}),
+        "Mg4O4 rocksalt",
+    ),
 }
 
 

@@ -69,8 +69,24 @@ def link_system(src: Path, sets, dst: Path) -> None:
             (dst / s).symlink_to(src / s)
 
 
-def train(work: Path, steps: int, batch_size: int = 1, checkpoints: int = 1) -> float:
-    inp = json.loads(json.dumps(INPUT))
+def override(inp: dict, settings) -> dict:
+    """inp with KEY=VALUE settings applied (KEY a dotted path into the input, VALUE JSON)."""
+    for item in settings or []:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = inp
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = json.loads(value)
+    return inp
+
+
+def train(
+    work: Path, steps: int, batch_size: int = 1, checkpoints: int = 1, precision: str = "float64", settings=()
+) -> float:
+    inp = override(json.loads(json.dumps(INPUT)), settings)
+    for part in ("descriptor", "fitting_net"):
+        inp["model"][part]["precision"] = precision
     inp["training"]["numb_steps"] = steps
     inp["training"]["disp_freq"] = max(100, steps // 50)
     inp["training"]["save_freq"] = max(1, steps // checkpoints)
@@ -97,6 +113,14 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/paper_si64"))
     parser.add_argument("--ship", type=Path, default=None, help="copy model.pb, input.json and lcurve.out here")
     parser.add_argument("--batch-size", type=int, default=1, help="frames (of 200 points) per step (default 1)")
+    parser.add_argument("--precision", choices=["float64", "float32"], default="float64")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the input, e.g. model.descriptor.rcut=6 'model.descriptor.sel=[64,0]' (VALUE is JSON)",
+    )
     parser.add_argument("--checkpoints", type=int, default=1, help="also score N checkpoints along the run")
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -111,8 +135,8 @@ def main():
     for s in val_sets:
         link_system(DATA / "val", [s], work / "val" / s)
 
-    probe = train(work, 200, args.batch_size)  # timing run: includes start-up and statistics
-    probe2 = train(work, 400, args.batch_size)
+    probe = train(work, 200, args.batch_size, 1, args.precision, args.set)  # timing: start-up and statistics too
+    probe2 = train(work, 400, args.batch_size, 1, args.precision, args.set)
     per_step = max((probe2 - probe) / 200, 1e-3)
     overhead = probe - 200 * per_step
     steps = int((minutes * 60 - overhead) / per_step) // 100 * 100
@@ -120,7 +144,7 @@ def main():
         f"timing: {per_step * 1000:.1f} ms/step, {overhead:.0f} s start-up -> {steps} steps for {minutes} min",
         flush=True,
     )
-    seconds = train(work, steps, args.batch_size, args.checkpoints)
+    seconds = train(work, steps, args.batch_size, args.checkpoints, args.precision, args.set)
     systems = [str(work / "val" / s) for s in val_sets]
     if args.checkpoints > 1:
         print(
@@ -160,7 +184,8 @@ def main():
     m = json.loads((work / "metrics.json").read_text())
     print(
         f"\nTrained on {len(train_sets)} structure(s) ({', '.join(train_sets)}): {steps} steps of "
-        f"{args.batch_size} frame(s), {seconds / 60:.1f} min wall on {os.cpu_count()} cores"
+        f"{args.batch_size} frame(s), {args.precision}{', ' + ' '.join(args.set) if args.set else ''}, "
+        f"{seconds / 60:.1f} min wall on {os.cpu_count()} cores"
     )
     print(f"paper's MAE for comparison: {PAPER_MAE[args.which]} e/A^3\n")
     print("| validation structure | points | MAE (e/A^3) | RMSE | NMAE | max abs err | R^2 |")

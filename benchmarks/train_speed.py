@@ -75,6 +75,13 @@ def main():
     parser.add_argument("--points-per-frame", type=int, nargs="+", default=[200, 800, 2000])
     parser.add_argument("--steps", type=int, default=60, help="timed steps per run (default 60)")
     parser.add_argument(
+        "--paper",
+        type=int,
+        nargs="+",
+        metavar="B",
+        help="instead: the Deep Charge paper's own frames (Si64 + 200 points, ../shared/data) at batch sizes B",
+    )
+    parser.add_argument(
         "--profile", type=int, metavar="K", help="only: op time of one training step of ours at K points per frame"
     )
     args = parser.parse_args()
@@ -82,6 +89,8 @@ def main():
 
     if args.profile:
         return profile(args.workdir, args.profile)
+    if args.paper:
+        return paper(args.workdir, args.paper, args.steps)
 
     rows = []
     for k in args.points_per_frame:
@@ -116,6 +125,30 @@ def main():
     for k, *rates in rows:
         growth = " / ".join(f"{b / r:.2f}" for b, r in zip(base, rates))
         print(f"| {k} | " + " | ".join(f"{r:,.0f}" for r in rates) + f" | {rates[0] / rates[2]:.2f} | {growth} |")
+
+
+def paper(workdir: Path, batch_sizes, steps: int) -> None:
+    """The paper's frames (64 Si + 200 points, labels atom_ener) with paper_si64.py's input."""
+    from paper_si64 import DATA, INPUT, link_system
+
+    from deepmd_charge import recipe
+
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} not found: --paper needs ../shared/data next to the checkout")
+    data = workdir / "paper"
+    link_system(DATA / "train", ["set.001"], data)
+    print(
+        "\n| frames per step (x 264 atoms: 64 Si + 200 points) | ours: points/s | ours, every atom a centre "
+        "| stock (energy fitting, atom_ener) | ours / stock |\n|---|---|---|---|---|"
+    )
+    for b in batch_sizes:
+        ours = json.loads(json.dumps(INPUT))
+        ours["training"]["training_data"].update(systems=[str(data.resolve())], batch_size=b)
+        every = json.loads(json.dumps(ours))
+        every["model"]["fitting_net"]["ghost_centred"] = False
+        stock = stock_input(ours, data.resolve())
+        rates = [200 * b / recipe.seconds_per_step(j, steps=steps) for j in (ours, every, stock)]
+        print(f"| {b} | " + " | ".join(f"{r:,.0f}" for r in rates) + f" | {rates[0] / rates[2]:.2f} |", flush=True)
 
 
 def profile(workdir: Path, k: int) -> None:
