@@ -128,6 +128,7 @@ def run_material(
     lr_staircase: bool = False,
     start_lr: float = 0.005,
     recipe_minutes: float | None = None,
+    checkpoints: int = 1,
 ) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
@@ -149,13 +150,14 @@ def run_material(
             (work / "input.json").write_text(inp)
         else:  # what a user gets: the recommended input, sized for the time budget on this machine
             sh(["dp-charge", "input", "data", "-o", "input.json", "--minutes", str(recipe_minutes)], work)
-        steps = json.loads((work / "input.json").read_text())["training"]["numb_steps"]
+        steps = keep_checkpoints(work / "input.json", checkpoints)
         listed.write_text(files)
         t = time.perf_counter()
         (work / "train.log").write_text(sh(["dp", "--tf", "train", "input.json"], work, both=True))
         seconds = time.perf_counter() - t
         sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
         done.write_text(str(seconds))
+    curve = score_checkpoints(work, test, steps, seconds, checkpoints)
     extra = []
     if images:
         images = images.resolve()
@@ -175,7 +177,40 @@ def run_material(
         "final": final,
         "structures": n_structures,
         "type_embedding": type_embedding,
+        "curve": curve,
     }
+
+
+def keep_checkpoints(path: Path, checkpoints: int) -> int:
+    """Make dp train keep `checkpoints` evenly spaced checkpoints; returns numb_steps."""
+    inp = json.loads(path.read_text())
+    steps = inp["training"]["numb_steps"]
+    if checkpoints > 1:
+        inp["training"]["save_freq"] = max(1, steps // checkpoints)
+        inp["training"]["max_ckpt_keep"] = checkpoints + 1
+        path.write_text(json.dumps(inp, indent=2))
+    return steps
+
+
+def score_checkpoints(work: Path, test: Path, steps: int, seconds: float, checkpoints: int) -> list:
+    """Freeze and score the intermediate checkpoints on the test structure: a learning curve.
+
+    One run's checkpoints, not separate runs of each length: the learning rate has not yet
+    reached stop_lr at the earlier ones, so they are upper bounds of what a run of that length gives.
+    """
+    rows = []
+    every = max(1, steps // checkpoints)
+    for k in range(1, checkpoints):
+        step = k * every
+        (work / "checkpoint").write_text(f'model_checkpoint_path: "model.ckpt-{step}"\n')
+        sh(["dp", "--tf", "freeze", "-o", f"model-{step}.pb"], work)
+        sh(["dp-charge", "test", f"model-{step}.pb", str(test), "--json", f"metrics-{step}.json", "--quiet"], work)
+        m = json.loads((work / f"metrics-{step}.json").read_text())["inputs"][0]
+        rows.append({"step": step, "minutes": seconds * step / steps / 60, **m})
+    if checkpoints > 1:
+        (work / "checkpoint").write_text(f'model_checkpoint_path: "model.ckpt-{steps}"\n')
+        sh(["dp", "--tf", "freeze", "-o", "model.pb"], work)
+    return rows
 
 
 def main():
@@ -217,6 +252,13 @@ def main():
         "that time on this machine) instead of docs/templates.md's; trains in <workdir>/<material>..._recipe<MINUTES>",
     )
     parser.add_argument(
+        "--checkpoints",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also score the run's checkpoints at 1/N, 2/N, ... of its steps on rattled_b (a learning curve)",
+    )
+    parser.add_argument(
         "--start-lr",
         type=float,
         default=0.005,
@@ -253,6 +295,7 @@ def main():
             args.lr_staircase,
             args.start_lr,
             args.recipe,
+            args.checkpoints,
         )
         for n in args.only
     ]
@@ -278,6 +321,16 @@ def main():
             f"{t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
             f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} | {r['prior']:.2e} -> {r['final']:.2e} |"
         )
+
+    for r in rows:
+        if r["curve"]:
+            print(f"\nLearning curve of {r['name']} (checkpoints of the run, scored on rattled_b)\n")
+            print("| step | training minutes (about) | MAE (e/A^3) | NMAE | electrons |\n|---|---|---|---|---|")
+            for c in r["curve"] + [{"step": r["steps"], "minutes": r["seconds"] / 60, **r["test"]}]:
+                rel = (c["electrons_pred"] - c["electrons_ref"]) / c["electrons_ref"]
+                print(
+                    f"| {c['step']} | {c['minutes']:.1f} | {c['mae']:.2e} | {100 * c['nmae']:.2f}% | {100 * rel:+.3f}% |"
+                )
 
 
 if __name__ == "__main__":
