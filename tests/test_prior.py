@@ -156,7 +156,6 @@ def test_every_shipped_lr_schedule_decays_smoothly_to_stop_lr():
     found = [f for f in found if f[0] not in RECORDS]
     names = {n for n, _, _ in found}
     assert {
-        "examples/silicon/input.json",
         "README.md",
         "docs/templates.md",
         "tests/conftest.py",

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # convert -> train -> freeze -> predict -> test on 8-atom silicon (GPAW PBE densities in dft/).
 # Trains on ONE rattled structure (dft/rattled_a) and scores structures it has never seen.
-# 5-6 minutes on 2 CPU cores (5.0 and 5.8 min measured by benchmarks/time_example.py on a shared,
-# loaded 2-core AMD EPYC; NMAE 1.28% on rattled_b). Everything it makes goes to examples/silicon/work/;
+# About 2 minutes on 2 CPU cores (2.0 min measured by benchmarks/time_example.py on a quiet 2-core
+# AMD EPYC; NMAE 1.22% on rattled_b). Everything it makes goes to examples/silicon/work/;
 # running it again replaces it.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,8 +13,8 @@ export TF_CPP_MIN_LOG_LEVEL=2
 echo "== 1. convert: DFT grid -> ghost-point frames"
 dp-charge convert ../dft/rattled_a/CHGCAR.gz -o data --seed 1 --overwrite
 
-echo "== 2. train (3000 steps) and freeze"
-cp ../input.json .
+echo "== 2. write the recommended input, train (3000 steps) and freeze"
+dp-charge input data -o input.json --steps 3000
 dp --tf train input.json > train.log 2>&1 || { tail -20 train.log; exit 1; }
 tail -n 3 lcurve.out
 dp --tf freeze -o model.pb > freeze.log 2>&1 || { tail -20 freeze.log; exit 1; }
