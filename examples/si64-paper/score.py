@@ -1,9 +1,11 @@
 """Score the shipped Si64 model on Deep Charge paper-layout data with the Python API.
 
-    python examples/si64-paper/score.py [SYSTEM ...]    # default: ../shared/data/si64-vasp-paper/val
+    python examples/si64-paper/score.py SYSTEM [SYSTEM ...]
 
 A SYSTEM is a deepmd/npy folder whose frames hold 64 Si atoms followed by grid points ("Prob")
-with the density in atom_ener.npy (e/A^3), as in the paper authors' data. Any other Si structure
+with the density in atom_ener.npy (e/A^3), as in the paper authors' data (the folder data/ of
+their public GitHub repository theAfish/DeepCharge-old; its three validation structures are the
+ones scored in README.md). Any other Si structure
 works the same way: DeepCharge(pb).predict_points(atoms, points) with an ASE Atoms and an (M, 3)
 array of cartesian points in Angstrom.
 """
@@ -17,7 +19,6 @@ from ase import Atoms
 from deepmd_charge import DeepCharge
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = HERE.parents[1].parent / "shared" / "data" / "si64-vasp-paper" / "val"
 
 
 def structures(system: Path):
@@ -34,7 +35,12 @@ def structures(system: Path):
 
 
 def main():
-    systems = [Path(p) for p in sys.argv[1:]] or [DEFAULT]
+    systems = [Path(p) for p in sys.argv[1:]]
+    if not systems:
+        sys.exit("usage: python examples/si64-paper/score.py SYSTEM [SYSTEM ...]  (deepmd/npy folders)")
+    for system in systems:
+        if not (system / "type.raw").is_file():
+            sys.exit(f"{system}: not a deepmd/npy system (no type.raw)")
     dc = DeepCharge(HERE / "model.pb")
     for system in systems:
         for name, atoms, points, rho in structures(system):
