@@ -35,6 +35,7 @@ load; iteration counts do not (pw.x's random wavefunction start uses a fixed see
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -51,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ase.build import bulk  # noqa: E402  (after the path set-up above)
+from ase.io.espresso import write_espresso_in  # noqa: E402
 from ase.units import Ry  # noqa: E402
 
 PSEUDO_DIR = "/usr/share/espresso/pseudo"
@@ -99,37 +101,27 @@ def make_atoms(spec):
     return atoms
 
 
-def pw_input(atoms, extra_electrons: str = "") -> str:
-    cell = "\n".join("  " + " ".join(f"{x:20.14f}" for x in v) for v in atoms.cell[:])
-    pos = "\n".join(f"Si {p[0]:20.14f} {p[1]:20.14f} {p[2]:20.14f}" for p in atoms.positions)
-    return f"""&CONTROL
-  calculation = 'scf'
-  prefix = 'si8'
-  outdir = './out'
-  pseudo_dir = '{PSEUDO_DIR}'
-/
-&SYSTEM
-  ibrav = 0
-  nat = {len(atoms)}
-  ntyp = 1
-  ecutwfc = 30
-  ecutrho = 120
-  occupations = 'smearing'
-  smearing = 'gaussian'
-  degauss = 0.002
-/
-&ELECTRONS
-  conv_thr = 1.0e-8
-{extra_electrons}/
-ATOMIC_SPECIES
-Si 28.085 {PSEUDO}
-CELL_PARAMETERS angstrom
-{cell}
-ATOMIC_POSITIONS angstrom
-{pos}
-K_POINTS automatic
-4 4 4 0 0 0
-"""
+def pw_input(atoms, **electrons) -> str:
+    """pw.x input of these settings for `atoms`; `electrons` adds to &ELECTRONS (startingpot, ...)."""
+    text = io.StringIO()
+    write_espresso_in(
+        text,
+        atoms,
+        input_data={
+            "control": {"calculation": "scf", "prefix": "si8", "outdir": "./out", "pseudo_dir": PSEUDO_DIR},
+            "system": {
+                "ecutwfc": 30,
+                "ecutrho": 120,
+                "occupations": "smearing",
+                "smearing": "gaussian",
+                "degauss": 0.002,
+            },
+            "electrons": {"conv_thr": 1.0e-8, **electrons},
+        },
+        pseudopotentials={"Si": PSEUDO},
+        kpts=(4, 4, 4),
+    )
+    return text.getvalue()
 
 
 def pw(workdir: Path, stem: str, text: str, allow_unconverged=False) -> dict:
@@ -212,7 +204,7 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
     ase.io.write(case / "POSCAR", atoms, format="vasp", direct=True)
     nat = len(atoms)
     default = pw(case / "default", "pw", pw_input(atoms))
-    pre = pw(case / "warm", "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
+    pre = pw(case / "warm", "pre", pw_input(atoms, electron_maxstep=0), allow_unconverged=True)
     t0, c0 = time.perf_counter(), _children_cpu()
     proc = subprocess.run(
         [
@@ -241,16 +233,16 @@ def run_case(name, spec, work: Path, model: Path) -> dict:
     converged, save = save_density(case / "default" / "out" / "si8.save")
     start_pred = density_file_grid(save_dir / "charge-density.dat", save)
     start_atomic = density_file_grid(save_dir / "charge-density.dat.orig", save)
-    warm = pw(case / "warm", "pw", pw_input(atoms, "  startingpot = 'file'\n"))
+    warm = pw(case / "warm", "pw", pw_input(atoms, startingpot="file"))
     if not warm["read_from_file"]:
         sys.exit(f"{name}: pw.x did not read the density from file")
     # the ceiling: the same start from the converged density itself (a perfect prediction)
-    pw(case / "exact", "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
+    pw(case / "exact", "pre", pw_input(atoms, electron_maxstep=0), allow_unconverged=True)
     shutil.copy(
         case / "default" / "out" / "si8.save" / "charge-density.dat",
         case / "exact" / "out" / "si8.save" / "charge-density.dat",
     )
-    exact = pw(case / "exact", "pw", pw_input(atoms, "  startingpot = 'file'\n"))
+    exact = pw(case / "exact", "pw", pw_input(atoms, startingpot="file"))
     row = dict(
         name=name,
         description=spec[0],
@@ -299,10 +291,10 @@ def accuracy_curve(name, work: Path, model: Path, fractions) -> list:
         run_dir = case / f"curve_{f:g}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        pw(run_dir, "pre", pw_input(atoms, "  electron_maxstep = 0\n"), allow_unconverged=True)
+        pw(run_dir, "pre", pw_input(atoms, electron_maxstep=0), allow_unconverged=True)
         start = replace(conv, rho=[conv.rho[0] + f * (pred_g - conv.rho[0])])
         write_charge_density(run_dir / "out" / "si8.save" / "charge-density.dat", start)
-        r = pw(run_dir, "pw", pw_input(atoms, "  startingpot = 'file'\n"))
+        r = pw(run_dir, "pw", pw_input(atoms, startingpot="file"))
         err = nmae(start.to_grid(save.fft_grid)[0], conv_grid)
         rows.append((f, err, r["iterations"], r["cpu"]))
         log(

@@ -78,6 +78,7 @@ Usage (from anywhere)::
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -96,6 +97,7 @@ if str(REPO) not in sys.path:  # so that `deepmd_charge` imports without install
 import ase  # noqa: E402
 import ase.io  # noqa: E402
 from ase.build import bulk  # noqa: E402
+from ase.io.espresso import write_espresso_in  # noqa: E402
 from ase.units import Bohr  # noqa: E402
 
 from deepmd_charge.io.chgcar import read_chgcar, write_chgcar  # noqa: E402
@@ -134,38 +136,32 @@ def make_structure(name: str):
 
 
 def pw_input(atoms, prefix: str, outdir: str) -> str:
-    cell = "\n".join("  " + " ".join(f"{x:20.14f}" for x in v) for v in atoms.cell[:])
-    pos = "\n".join(f"Si {p[0]:20.14f} {p[1]:20.14f} {p[2]:20.14f}" for p in atoms.positions)
-    return f"""&CONTROL
-  calculation = 'scf'
-  prefix = '{prefix}'
-  outdir = '{outdir}'
-  pseudo_dir = '{PSEUDO_DIR}'
-  tprnfor = .true.
-  tstress = .true.
-/
-&SYSTEM
-  ibrav = 0
-  nat = {len(atoms)}
-  ntyp = 1
-  ecutwfc = {ECUTWFC}
-  ecutrho = {ECUTRHO}
-  occupations = 'smearing'
-  smearing = '{SMEARING}'
-  degauss = {DEGAUSS}
-/
-&ELECTRONS
-  conv_thr = {CONV_THR:.1e}
-/
-ATOMIC_SPECIES
-Si 28.085 {PSEUDO}
-CELL_PARAMETERS angstrom
-{cell}
-ATOMIC_POSITIONS angstrom
-{pos}
-K_POINTS automatic
-{KPTS[0]} {KPTS[1]} {KPTS[2]} 0 0 0
-"""
+    text = io.StringIO()
+    write_espresso_in(
+        text,
+        atoms,
+        input_data={
+            "control": {
+                "calculation": "scf",
+                "prefix": prefix,
+                "outdir": outdir,
+                "pseudo_dir": PSEUDO_DIR,
+                "tprnfor": True,
+                "tstress": True,
+            },
+            "system": {
+                "ecutwfc": ECUTWFC,
+                "ecutrho": ECUTRHO,
+                "occupations": "smearing",
+                "smearing": SMEARING,
+                "degauss": DEGAUSS,
+            },
+            "electrons": {"conv_thr": CONV_THR},
+        },
+        pseudopotentials={"Si": PSEUDO},
+        kpts=KPTS,
+    )
+    return text.getvalue()
 
 
 def pp_input(prefix: str, outdir: str) -> str:
