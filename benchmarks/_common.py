@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -16,3 +17,15 @@ def sh(cmd, cwd=None, env=None, both: bool = False, label: str = "", tail: int =
             f"{label + ': ' if label else ''}{' '.join(cmd)} failed:\n{proc.stdout[-tail:]}\n{proc.stderr[-tail:]}"
         )
     return proc.stdout + proc.stderr if both else proc.stdout
+
+
+def override(inp: dict, settings) -> dict:
+    """inp with KEY=VALUE settings applied (KEY a dotted path into the input, VALUE JSON)."""
+    for item in settings or []:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = inp
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = json.loads(value)
+    return inp

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import sh
+from _common import override, sh
 
 #: the paper's MAE (e/A^3) for the nearest system it reports
 PAPER = {
@@ -129,6 +129,7 @@ def run_material(
     start_lr: float = 0.005,
     recipe_minutes: float | None = None,
     checkpoints: int = 1,
+    settings=(),
 ) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
@@ -136,7 +137,9 @@ def run_material(
     train = trains[0]
     work.mkdir(parents=True, exist_ok=True)
     elements = list(dict.fromkeys(read_chgcar(train).atoms.get_chemical_symbols()))
-    inp = json.dumps(model_input(elements + ["X"], steps, type_embedding, lr_staircase, start_lr), indent=2)
+    inp = json.dumps(
+        override(model_input(elements + ["X"], steps, type_embedding, lr_staircase, start_lr), settings), indent=2
+    )
     done = work / "train_seconds.txt"
     listed = work / "train_files.txt"  # absent in one-structure folders trained before it existed
     files = "\n".join(map(str, trains)) + "\n"
@@ -150,6 +153,8 @@ def run_material(
             (work / "input.json").write_text(inp)
         else:  # what a user gets: the recommended input, sized for the time budget on this machine
             sh(["dp-charge", "input", "data", "-o", "input.json", "--minutes", str(recipe_minutes)], work)
+            written = json.loads((work / "input.json").read_text())
+            (work / "input.json").write_text(json.dumps(override(written, settings), indent=2))
         steps = keep_checkpoints(work / "input.json", checkpoints)
         listed.write_text(files)
         t = time.perf_counter()
@@ -259,6 +264,14 @@ def main():
         help="also score the run's checkpoints at 1/N, 2/N, ... of its steps on rattled_b (a learning curve)",
     )
     parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the input after it is written (also --recipe's), e.g. model.descriptor.rcut=6 "
+        "'model.descriptor.sel=[64,0]' (VALUE is JSON); trains in <workdir>/<material>..._<KEY=VALUE>",
+    )
+    parser.add_argument(
         "--start-lr",
         type=float,
         default=0.005,
@@ -282,6 +295,7 @@ def main():
     tebd = ("_tebd" if args.type_embedding else "") + ("_stair" if args.lr_staircase else "")
     tebd += "" if args.start_lr == 0.005 else f"_lr{args.start_lr:g}"
     tebd += "" if args.recipe is None else f"_recipe{args.recipe:g}"
+    tebd += "".join("_" + "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in item) for item in args.set)
     rows = [
         run_material(
             n,
@@ -296,6 +310,7 @@ def main():
             args.start_lr,
             args.recipe,
             args.checkpoints,
+            args.set,
         )
         for n in args.only
     ]

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import sh
+from _common import override, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "si64-vasp-paper"
@@ -67,18 +67,6 @@ def link_system(src: Path, sets, dst: Path) -> None:
     for s in sets:
         if not (dst / s).exists():
             (dst / s).symlink_to(src / s)
-
-
-def override(inp: dict, settings) -> dict:
-    """inp with KEY=VALUE settings applied (KEY a dotted path into the input, VALUE JSON)."""
-    for item in settings or []:
-        key, value = item.split("=", 1)
-        *path, last = key.split(".")
-        node = inp
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = json.loads(value)
-    return inp
 
 
 def train(
