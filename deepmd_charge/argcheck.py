@@ -34,6 +34,9 @@ doc_basis = (
     "cutoff) whose sums over a grid point's neighbours give a superposition of learned atomic "
     "densities. Its weights start at the least-squares fit to the training labels, made before "
     "training; the fitting net gets the sums as extra inputs and learns only the remainder. "
+    "Switched off, with a warning, when the training structures are an ideal lattice (every "
+    "interatomic distance within rcut one of a few values: a perfect crystal, an ideal slab), "
+    "where the fit is ill-posed and can make the model worse on distorted structures. "
     f"Default: {RADIAL_BASIS} with se_e2_a, 0 (off) otherwise."
 )
 doc_basis_trainable = (

@@ -45,6 +45,22 @@ def periodic_images(atoms, margin: float):
     return all_frac[keep] @ cell, index[keep]
 
 
+def pair_distances(cell, positions, rcut: float) -> np.ndarray:
+    """Distances from every atom to every other atom or periodic image within rcut (each pair from both ends)."""
+    from ase import Atoms
+    from scipy.spatial import cKDTree
+
+    positions = np.asarray(positions, dtype=float)
+    if len(positions) == 0:
+        return np.zeros(0)
+    atoms = Atoms(numbers=np.ones(len(positions), dtype=int), positions=positions, cell=cell, pbc=True)
+    ext_pos, _ = periodic_images(atoms, rcut)
+    dist = cKDTree(wrap_into_cell(positions, cell)).sparse_distance_matrix(
+        cKDTree(ext_pos), rcut, output_type="ndarray"
+    )["v"]
+    return dist[dist > 1e-8]  # an atom and itself
+
+
 def near_nucleus_mask(atoms, points: np.ndarray, radius: float) -> np.ndarray:
     """True for points closer than `radius` to any atom (periodic images included)."""
     if radius <= 0 or len(points) == 0:

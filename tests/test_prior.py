@@ -12,13 +12,14 @@ import json
 import logging
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 from ase.build import bulk
 from scipy.spatial import cKDTree
 
-from conftest import ROOT, convert_example, run, tiny_input
+from conftest import EXAMPLE_DFT, ROOT, convert_example, run, tiny_input
 from deepmd_charge.grid import periodic_images
 from deepmd_charge.tf.basis import basis_sums_numpy, least_squares, phi, regularised_fit
 
@@ -223,3 +224,59 @@ def test_dp_train_warns_when_the_network_makes_the_model_worse(tmp_path):
     assert re.search(r"WARNING.*training MAE .* has stayed above 1.5x .* lower learning_rate/start_lr", log), log[
         -3000:
     ]
+
+
+def test_distance_shells_tell_an_ideal_lattice_in_any_cell_shape():
+    """Perfect diamond Si has 3 shells of width 0 within 5 A, in the cubic and the primitive cell."""
+    from deepmd_charge.grid import pair_distances
+    from deepmd_charge.tf.basis import IDEAL_SHELL_WIDTH, distance_shells
+
+    cubic = bulk("Si", "diamond", a=5.43, cubic=True)
+    primitive = bulk("Si", "diamond", a=5.43)  # fcc vectors, 60 degrees apart
+    for atoms in (cubic, primitive, cubic.repeat((1, 2, 1))):
+        d = pair_distances(atoms.cell[:], atoms.positions, 5.0)
+        assert len(d) == 28 * len(atoms)  # 4 + 12 + 12 neighbours per atom
+        n, width = distance_shells(d)
+        assert n == 3 and width < 1e-9
+        np.testing.assert_allclose(np.unique(d.round(6)), 5.43 * np.sqrt([3 / 16, 1 / 2, 11 / 16]), atol=1e-6)
+    rattled = cubic.copy()
+    rattled.rattle(0.01, seed=1)
+    assert distance_shells(pair_distances(rattled.cell[:], rattled.positions, 5.0))[1] > IDEAL_SHELL_WIDTH
+    assert distance_shells(np.zeros(0)) == (0, 0.0)
+
+
+@pytest.mark.slow  # trains a model
+def test_an_ideal_lattice_switches_the_prior_off_for_good(tmp_path):
+    """Training on the perfect crystal: a warning, no superposition fit, and the switch survives a
+    restart, the freeze, and the tabulated prediction path."""
+    from ase.io import read
+
+    from deepmd_charge import DeepCharge
+    from deepmd_charge.tf.tabulate import _constants
+
+    cmd = [sys.executable, "-m", "deepmd_charge.cli", "convert", str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz")]
+    run([*cmd, "-o", str(tmp_path / "data"), "--points", "3000", "--seed", "0"])
+    inp = tiny_input(tmp_path / "data", steps=40)
+    inp["model"]["fitting_net"]["radial_basis"] = 6
+    inp["training"].update(save_freq=20, disp_freq=10)  # DeePMD-kit saves only on display steps
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    out = run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)
+    log = out.stdout + out.stderr
+    assert re.search(r"WARNING.*ideal lattice .* one of 2 values.* switched off", log), log[-3000:]
+    assert "effective degrees of freedom" not in log  # no fit was made
+    inp["training"]["numb_steps"] = 60
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    run(["dp", "--tf", "train", "--restart", "model.ckpt", "input.json"], cwd=tmp_path)
+    run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=tmp_path)
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((tmp_path / "model.pb").read_bytes())
+    consts = _constants(graph_def, ("fitting_attr/t_basis_", "charge_basis/"))
+    assert consts["fitting_attr/t_basis_on"] == 0.0
+    assert np.all(consts["charge_basis/weights"] == 0.0)  # never trained: its features are 0
+    atoms = read(EXAMPLE_DFT / "rattled_a" / "POSCAR")
+    pts = np.random.default_rng(1).random((400, 3)) @ atoms.cell[:]
+    fast, plain = DeepCharge(tmp_path / "model.pb"), DeepCharge(tmp_path / "model.pb", tabulate=False)
+    assert fast.tabulated, fast.why_not_tabulated
+    np.testing.assert_allclose(fast.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)

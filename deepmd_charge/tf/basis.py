@@ -12,7 +12,8 @@ exactly such a sum, with one learned radial density per element.
 The weights w are trainable (fitting_net/basis_trainable) but start at a constrained least-squares
 fit to the training labels, done once in numpy on DeePMD-kit's statistics frames before training
 (`regularised_fit`: no constant term, ridge chosen on held-out points): the network then learns
-only the remainder, scaled to unit variance. Both the TensorFlow graph and the numpy fit call `phi`, so the
+only the remainder, scaled to unit variance. Training structures that are an ideal lattice
+(`distance_shells`: a perfect crystal, an ideal slab) get no fit: the basis is switched off. Both the TensorFlow graph and the numpy fit call `phi`, so the
 two agree by construction (tests/test_basis.py checks them against each other).
 """
 
@@ -78,6 +79,28 @@ def least_squares(
     scale = np.trace(gram) / max(len(gram), 1) or 1.0
     w = np.linalg.solve(gram + ridge * scale * np.eye(len(gram)), a.T @ (labels - mean_y))
     return w, float(mean_y - mean_f @ w)
+
+
+#: interatomic distances closer than this (A) belong to one shell (`distance_shells`)
+SHELL_GAP = 0.05
+#: training structures whose every shell is narrower than this (A) are an ideal lattice: no prior
+IDEAL_SHELL_WIDTH = 0.02
+
+
+def distance_shells(distances: np.ndarray) -> tuple[int, float]:
+    """(number of shells, width of the widest) of a set of interatomic distances.
+
+    Sorted distances are cut into shells wherever two neighbours differ by more than SHELL_GAP.
+    A perfect crystal or an ideal slab has a few shells of width ~0 (diamond Si within 5 A:
+    2.35, 3.84, 4.50 A); a rattled, strained-and-relaxed or liquid structure has shells as wide
+    as the displacements (0.1 A rattles: one shell about 2 A wide).
+    """
+    d = np.sort(np.asarray(distances, dtype=float).ravel())
+    if not d.size:
+        return 0, 0.0
+    cuts = np.flatnonzero(np.diff(d) > SHELL_GAP) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, d.size] - 1
+    return len(starts), float((d[ends] - d[starts]).max())
 
 
 #: ridge values tried by `regularised_fit`, relative to the mean eigenvalue of the Gram matrix

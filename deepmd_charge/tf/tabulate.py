@@ -248,7 +248,9 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     if nbasis:
         # phi is smooth in r but not in x (r(x) has a cube-root branch at rcut): a table on r,
         # the same for every element
-        tab_b = Table(lambda r: phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE)
+        # t_basis_on 0 (an ideal-lattice training set, tf/fitting.py): the graph multiplies the sums by 0
+        on = float(consts.get("fitting_attr/t_basis_on", 1.0))
+        tab_b = Table(lambda r: on * phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE)
         b_coef, b_info = tab_b.coef, tab_b.info_row(0)
         b_mean, b_std = (consts[f"fitting_attr/t_basis_{k}"] for k in ("mean", "std"))
     else:
