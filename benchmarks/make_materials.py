@@ -31,6 +31,9 @@ Atoms are listed element by element (O before H, Al before Mg) so that POSCAR ha
              stdev 0.05 A (ase seed 1 / 2). Mg uses GPAW's 2-electron setup (setups={'Mg': '2'},
              like VASP's standard Mg PAW) rather than the default 10-electron one. 88 valence e.
 
+--ideal also makes ``ideal``: the same structure without its rattle (a perfect crystal, the ideal
+slab; Al-Mg with the decoration of seed 1), to train on for the ideal -> rattled pairs of issue 12.
+
 GPAW 26.7.0 (ASE 3.29.0), PBE, no spin, grid spacing h set per material below; the density is
 ``calc.get_pseudo_density(gridrefinement=2)`` (pseudo density plus PAW compensation charges, the
 analogue of a VASP CHGCAR; it dips negative near nuclei) on the fine grid, half that spacing:
@@ -115,6 +118,7 @@ from gpaw import GPAW, PW, FermiDirac  # noqa: E402
 from deepmd_charge.io.chgcar import format_poscar, read_chgcar, write_chgcar  # noqa: E402
 
 SEEDS = {"rattled_a": 1, "rattled_b": 2}  # name -> seed of the rattle (and of the random choices)
+IDEAL = "ideal"  # --ideal: the structure without its rattle (crystals and the slab; Al-Mg with the seed-1 decoration)
 WATER_EXTRA_MAX = 24  # --water-extra: rattled_c (seed 3), rattled_d (seed 4), ... up to rattled_z
 VALENCE = {"Si": 4, "Al": 3, "Mg": 2, "O": 6, "H": 1, "C": 4}  # with the setups chosen below
 GRID_REFINEMENT = 2
@@ -132,16 +136,16 @@ def by_element(atoms: Atoms, order) -> Atoms:
     return atoms[np.argsort([order.index(s) for s in atoms.get_chemical_symbols()], kind="stable")]
 
 
-def si64(seed: int) -> Atoms:
+def si64(seed: int, stdev: float = 0.05) -> Atoms:
     atoms = bulk("Si", "diamond", a=A_SI, cubic=True).repeat((2, 2, 2))
-    atoms.rattle(stdev=0.05, seed=seed)
+    atoms.rattle(stdev=stdev, seed=seed)
     return atoms
 
 
-def al_slab(seed: int) -> Atoms:
+def al_slab(seed: int, stdev: float = 0.05) -> Atoms:
     atoms = fcc111("Al", size=(2, 2, 4), a=A_AL, vacuum=6.0)
     atoms.pbc = True  # plane waves: periodic images 12 A apart along z
-    atoms.rattle(stdev=0.05, seed=seed)
+    atoms.rattle(stdev=stdev, seed=seed)
     return atoms
 
 
@@ -179,25 +183,25 @@ def water(seed: int, n_side: int = 2, density: float = 1.0) -> Atoms:
     return atoms
 
 
-def diamond(seed: int) -> Atoms:
+def diamond(seed: int, stdev: float = 0.05) -> Atoms:
     atoms = bulk("C", "diamond", a=A_C, cubic=True)
-    atoms.rattle(stdev=0.05, seed=seed)
+    atoms.rattle(stdev=stdev, seed=seed)
     return atoms
 
 
-def mgo(seed: int) -> Atoms:
+def mgo(seed: int, stdev: float = 0.05) -> Atoms:
     atoms = by_element(bulk("MgO", "rocksalt", a=A_MGO, cubic=True), ["Mg", "O"])
-    atoms.rattle(stdev=0.05, seed=seed)
+    atoms.rattle(stdev=stdev, seed=seed)
     return atoms
 
 
-def almg(seed: int, n_mg: int = 8) -> Atoms:
+def almg(seed: int, n_mg: int = 8, stdev: float = 0.05) -> Atoms:
     atoms = bulk("Al", "fcc", a=A_AL, cubic=True).repeat((2, 2, 2))
     symbols = np.array(atoms.get_chemical_symbols())
     symbols[np.random.default_rng(seed).choice(len(atoms), n_mg, replace=False)] = "Mg"
     atoms.set_chemical_symbols(symbols)
     atoms = by_element(atoms, ["Al", "Mg"])
-    atoms.rattle(stdev=0.05, seed=seed)
+    atoms.rattle(stdev=stdev, seed=seed)
     return atoms
 
 
@@ -228,7 +232,7 @@ def make(material: str, name: str, out: Path, force: bool, seed: int) -> None:
         print(f"{material}/{name}: {chgcar} exists, skipped (use --force to redo)", flush=True)
         return
     folder.mkdir(parents=True, exist_ok=True)
-    atoms = build(seed)
+    atoms = build(seed, stdev=0.0) if name == IDEAL else build(seed)  # stdev 0: no rattle
     n_valence = sum(VALENCE[s] for s in atoms.get_chemical_symbols())
     print(
         f"{material}/{name}: {atoms.get_chemical_formula()}, {len(atoms)} atoms, "
@@ -291,6 +295,12 @@ def main(argv=None) -> None:
         help="also make N more water configurations for training on several structures: "
         "rattled_c, rattled_d, ... (seeds 3, 4, ...; default 0)",
     )
+    parser.add_argument(
+        "--ideal",
+        action="store_true",
+        help="also make 'ideal': the structure without its rattle, a perfect crystal or ideal slab to train "
+        "on (issue 12's ideal -> rattled pairs; not for water)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.materials) - set(MATERIALS))
     if unknown:
@@ -301,6 +311,8 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     for material in args.materials or list(MATERIALS):
         seeds = dict(SEEDS, **water_extra_seeds(args.water_extra)) if material.startswith("water") else SEEDS
+        if args.ideal and not material.startswith("water"):
+            seeds = {IDEAL: 1, **seeds}
         for name, seed in seeds.items():
             make(material, name, args.out.resolve(), args.force, seed)
     print(f"total {time.perf_counter() - start:.1f} s", flush=True)

@@ -98,22 +98,22 @@ def model_input(type_map, steps, type_embedding=False, lr_staircase=False, start
 
 def prior_and_final(work: Path) -> tuple:
     """(MAE of the radial superposition on the training points, as dp train logged it;
-    mean training MAE of the last 3 lcurve.out lines) - both nan when unknown."""
+    mean training MAE of the last 3 lcurve.out lines) - nan when unknown; prior inf when switched off."""
     import re
 
     import numpy as np
 
     log = (work / "train.log").read_text() if (work / "train.log").exists() else ""
     m = re.search(r"fits the labels to MAE ([0-9.eE+-]+)", log)
-    prior = float(m.group(1)) if m else float("nan")
+    prior = float(m.group(1)) if m else float("inf") if "ideal lattice" in log else float("nan")
     curve = np.loadtxt(work / "lcurve.out", ndmin=2) if (work / "lcurve.out").exists() else np.zeros((0, 4))
     final = float(curve[-3:, 2].mean()) if len(curve) else float("nan")
     return prior, final
 
 
-def training_files(name: str, data: Path, n_structures: int) -> list[Path]:
-    """rattled_a, then rattled_c, rattled_d, ...: never rattled_b, the test structure."""
-    return [data / name / s / "CHGCAR.gz" for s in ["rattled_a", *EXTRA[: n_structures - 1]]]
+def training_files(name: str, data: Path, n_structures: int, first: str = "rattled_a") -> list[Path]:
+    """`first` (rattled_a), then rattled_c, rattled_d, ...: never rattled_b, the test structure."""
+    return [data / name / s / "CHGCAR.gz" for s in [first, *EXTRA[: n_structures - 1]]]
 
 
 def run_material(
@@ -130,10 +130,11 @@ def run_material(
     recipe_minutes: float | None = None,
     checkpoints: int = 1,
     settings=(),
+    first: str = "rattled_a",
 ) -> dict:
     from deepmd_charge.io.chgcar import read_chgcar
 
-    trains, test = training_files(name, data, n_structures), data / name / "rattled_b" / "CHGCAR.gz"
+    trains, test = training_files(name, data, n_structures, first), data / name / "rattled_b" / "CHGCAR.gz"
     train = trains[0]
     work.mkdir(parents=True, exist_ok=True)
     elements = list(dict.fromkeys(read_chgcar(train).atoms.get_chemical_symbols()))
@@ -272,6 +273,13 @@ def main():
         "'model.descriptor.sel=[64,0]' (VALUE is JSON); trains in <workdir>/<material>..._<KEY=VALUE>",
     )
     parser.add_argument(
+        "--train-on",
+        default="rattled_a",
+        metavar="NAME",
+        help="the (first) training structure: rattled_a (default) or ideal (make_materials.py --ideal: an "
+        "ideal -> rattled pair, issue 12); other names train in <workdir>/<material>_<NAME>...",
+    )
+    parser.add_argument(
         "--start-lr",
         type=float,
         default=0.005,
@@ -284,15 +292,19 @@ def main():
     missing = [n for n in args.only if not (args.data / n / "rattled_b" / "CHGCAR.gz").exists()]
     if missing:
         sys.exit(f"{args.data}: no DFT data for {missing}; run benchmarks/make_materials.py --out {args.data}")
-    short = [n for n in args.only if not all(f.exists() for f in training_files(n, args.data, k))]
+    short = [n for n in args.only if not all(f.exists() for f in training_files(n, args.data, k, args.train_on))]
     if short:
         sys.exit(
-            f"{args.data}: fewer than {k} training structures for {short}; run "
+            f"{args.data}: fewer than {k} training structures ({args.train_on} first) for {short}; run "
             f"benchmarks/make_materials.py --out {args.data} {' '.join(short)} --water-extra {k - 1}"
-            " (extra configurations exist for water only)"
+            f"{' --ideal' if args.train_on == 'ideal' else ''} (extra configurations exist for water only)"
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tebd = ("_tebd" if args.type_embedding else "") + ("_stair" if args.lr_staircase else "")
+    tebd = (
+        ("" if args.train_on == "rattled_a" else f"_{args.train_on}")
+        + ("_tebd" if args.type_embedding else "")
+        + ("_stair" if args.lr_staircase else "")
+    )
     tebd += "" if args.start_lr == 0.005 else f"_lr{args.start_lr:g}"
     tebd += "" if args.recipe is None else f"_recipe{args.recipe:g}"
     tebd += "".join("_" + "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in item) for item in args.set)
@@ -311,10 +323,11 @@ def main():
             args.recipe,
             args.checkpoints,
             args.set,
+            args.train_on,
         )
         for n in args.only
     ]
-    trained_on = "rattled_a" if k == 1 else f"{k} structures (rattled_a, {', '.join(EXTRA[: k - 1])})"
+    trained_on = args.train_on if k == 1 else f"{k} structures ({args.train_on}, {', '.join(EXTRA[: k - 1])})"
     print(
         f"\nTrained on {trained_on}, {' / '.join(str(r['steps']) for r in rows)} steps, {os.cpu_count()} cores; "
         "scored on the full grid of rattled_b (unseen)\n"
@@ -334,7 +347,8 @@ def main():
         print(
             f"| {label} | {t['mae']:.2e} | {100 * t['nmae']:.2f}% | {t['r2']:.5f} | {t['electrons_pred']:.3f} vs "
             f"{t['electrons_ref']:.3f} ({100 * rel:+.3f}%) | "
-            f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} | {r['prior']:.2e} -> {r['final']:.2e} |"
+            f"{tr['mae']:.2e} | {PAPER[r['name']]} | {r['seconds'] / 60:.1f} | "
+            f"{'off (ideal lattice)' if r['prior'] == float('inf') else format(r['prior'], '.2e')} -> {r['final']:.2e} |"
         )
 
     for r in rows:
