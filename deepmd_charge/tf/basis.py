@@ -13,8 +13,9 @@ The weights w are trainable (fitting_net/basis_trainable) but start at a constra
 fit to the training labels, done once in numpy on DeePMD-kit's statistics frames before training
 (`regularised_fit`: no constant term, ridge chosen on held-out points): the network then learns
 only the remainder, scaled to unit variance. Training structures that are an ideal lattice
-(`distance_shells`: a perfect crystal, an ideal slab) get no fit: the basis is switched off. Both the TensorFlow graph and the numpy fit call `phi`, so the
-two agree by construction (tests/test_basis.py checks them against each other).
+(`distance_shells`: a perfect crystal, an ideal slab) get no fit: the basis is switched off.
+Both the TensorFlow graph and the numpy fit call `phi`, so the two agree by construction
+(tests/test_basis.py checks them against each other).
 """
 
 from __future__ import annotations
