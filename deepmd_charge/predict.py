@@ -51,6 +51,20 @@ CHUNK_POINTS = 8192  # points per TensorFlow call (in flight at once), plain gra
 CHUNK_POINTS_TABULATED = 16384
 
 
+class _GridPointBar:
+    """A progress bar counted in grid points while more points (the core spheres) are evaluated:
+    its total stays fixed and it ends at exactly the grid points of the call."""
+
+    def __init__(self, bar, scale: float):
+        self.bar, self.scale, self.done, self.shown = bar, scale, 0.0, 0
+
+    def update(self, n: int) -> None:
+        self.done += n * self.scale
+        step = int(round(self.done)) - self.shown
+        self.shown += step
+        self.bar.update(step)
+
+
 class DeepCharge:
     """A frozen deepmd-charge model (from ``dp freeze``).
 
@@ -211,7 +225,7 @@ class DeepCharge:
         """Points inside the cell; near-nucleus points replaced by their sphere average."""
         points, sphere_of = self._substitute_core_points(ctx, points)
         if bar is not None and sphere_of is not None:
-            bar.total += len(points) - sphere_of[0]  # the sphere points are evaluated too
+            bar = _GridPointBar(bar, sphere_of[0] / len(points))  # the sphere points are evaluated too
         rho = self._evaluate(ctx, points, bar)
         if sphere_of is not None:
             n_core, idx, weights = sphere_of

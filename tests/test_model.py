@@ -78,6 +78,16 @@ def test_perfect_crystal_with_grid_points_on_nuclei(model):
     assert rho[6, 6, 6] == pytest.approx(on_nucleus, abs=1e-8)
 
 
+def test_progress_bar_counts_grid_points_with_nuclei_on_the_grid(model, capsys):
+    """Points on nuclei are evaluated as spheres of extra points: the bar's total must not grow."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    model.predict(atoms, grid=(24, 24, 24), progress=True)
+    model.predict_points(atoms, np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), progress=True)
+    bars = capsys.readouterr().err
+    assert "13.8k/13.8k" in bars and "2.00/2.00" in bars, bars[-500:]
+    assert "/14" not in bars  # never a grown total
+
+
 def test_unknown_element_is_a_clear_error(model):
     with pytest.raises(InputError, match=r"element\(s\) \['O'\] that the model does not know"):
         model.predict(Atoms("O", cell=[3, 3, 3], pbc=True), grid=(4, 4, 4))
