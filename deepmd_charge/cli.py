@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="CHGCAR/cube grids -> ghost-point training frames (deepmd/npy)")
     c.add_argument("files", nargs="+", help="CHGCAR, CHG, AECCAR, PARCHG (plain/.gz/.bz2/.xz) or .cube files")
-    c.add_argument("-o", "--output", required=True, help="output folder: a deepmd/npy system (one set per input file)")
+    c.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder: a deepmd/npy system (as many sets as input files, each mixing all of them)",
+    )
     c.add_argument(
         "--points-per-frame", type=int, default=200, help="grid points (ghost atoms) per frame (default 200)"
     )

@@ -40,7 +40,7 @@ class ConvertSummary:
     """What convert_files did: per-file frames and points, the inputs, the folders written."""
 
     output: Path
-    frames: int  # frames per input file (each file is one set)
+    frames: int  # frames per input file (as many sets as files, each with frames of every file)
     wanted: int  # frames per file asked for (more than `frames` when a grid was too small)
     points_per_frame: int
     channel: str
@@ -64,8 +64,8 @@ def convert_files(
 ) -> ConvertSummary:
     """CHGCAR/cube files -> one deepmd/npy training system in the folder `output` (what
     `dp-charge convert` does). Every file gives the same number of frames (`frames`, else
-    `points` / `points_per_frame`, capped by the smallest grid), so that each file is one set;
-    file i is sampled with seed + i. The folder appears only when complete; an existing one is
+    `points` / `points_per_frame`, capped by the smallest grid): as many sets as files, each
+    holding frames of every file in turn; file i is sampled with seed + i. The folder appears only when complete; an existing one is
     replaced only with `overwrite` and only if an earlier convert wrote it.
     """
     import dpdata
@@ -181,18 +181,35 @@ def usable_grid(vol: VolumetricData, core_radius: float = CORE_RADIUS):
     return points, np.flatnonzero(~near_nucleus_mask(vol.atoms, points, core_radius))
 
 
+def interleaved(systems: list):
+    """One dpdata System with the frames of `systems` (one composition) taken in turn: frame 0 of
+    each, then frame 1 of each, ...
+
+    DeePMD-kit reads a system's sets one after another, and its statistics (the prior's fit, the
+    ideal-lattice check) come from the first batches of the first set: written file by file, they
+    saw the first structure only (a perfect crystal listed first switched the prior off for a
+    perfect + rattled training set), and training met the structures in blocks of a set each.
+    """
+    merged = systems[0].copy()
+    for system in systems[1:]:
+        merged.append(system)
+    counts = [system.get_nframes() for system in systems]
+    starts = np.cumsum([0] + counts[:-1])
+    order = [start + j for j in range(max(counts)) for start, n in zip(starts, counts) if j < n]
+    return merged.sub_system(order)
+
+
 def write_system(systems: list, outdir, set_size: int) -> list:
-    """Write dpdata Systems as deepmd/npy; one system per composition (subfolders if several)."""
+    """Write dpdata Systems as deepmd/npy; one system per composition (subfolders if several),
+    the frames of its files interleaved (`interleaved`) so that every set holds every file."""
     outdir = Path(outdir)
     groups: dict = {}
     for system in systems:
         key = (tuple(system["atom_names"]), tuple(system["atom_numbs"]))
-        if key in groups:
-            groups[key].append(system)
-        else:
-            groups[key] = system.copy()
+        groups.setdefault(key, []).append(system)
     written = []
-    for system in groups.values():
+    for members in groups.values():
+        system = interleaved(members)
         target = outdir if len(groups) == 1 else outdir / system.formula
         system.to("deepmd/npy", str(target), set_size=set_size)
         written.append(target)

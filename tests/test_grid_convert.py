@@ -113,7 +113,9 @@ def test_dpdata_format_plugin_and_deepmd_npy(tmp_path):
     assert labels.shape == (10, 108)
 
 
-def test_cli_convert_several_files_one_set_each(tmp_path):
+def test_cli_convert_several_files_every_set_holds_every_file(tmp_path):
+    """Frames of the files in turn: DeePMD-kit's statistics (first batches of the first set) and
+    its training (set after set) see every structure, not the first file alone."""
     files = [str(EXAMPLE_DFT / name / "CHGCAR.gz") for name in ("perfect", "rattled_a")]
     out = run(
         [
@@ -133,11 +135,14 @@ def test_cli_convert_several_files_one_set_each(tmp_path):
     assert "20 frames x 100 points" in out.stdout
     sets = sorted(p.name for p in (tmp_path / "data").glob("set.*"))
     assert sets == ["set.000", "set.001"]
-    assert np.load(tmp_path / "data" / "set.001" / "coord.npy").shape == (20, 108 * 3)
-    # the second set is the rattled structure: its atoms differ from the perfect crystal's
-    c0 = np.load(tmp_path / "data" / "set.000" / "coord.npy")[0, :24]
-    c1 = np.load(tmp_path / "data" / "set.001" / "coord.npy")[0, :24]
-    assert np.abs(c0 - c1).max() > 0.01
+    perfect = read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz").atoms.positions
+    for name in sets:
+        coord = np.load(tmp_path / "data" / name / "coord.npy")
+        assert coord.shape == (20, 108 * 3)
+        atoms = coord[:, : 8 * 3].reshape(20, 8, 3)  # the real atoms come first
+        is_perfect = np.abs(atoms - perfect).max(axis=(1, 2)) < 1e-6
+        # frames alternate: perfect, rattled_a, perfect, ...
+        assert is_perfect.tolist() == [True, False] * 10, (name, is_perfect)
     assert json.loads(out.stdout.split('"type_map": ')[1].split(", descriptor")[0]) == ["Si", "X"]
 
 

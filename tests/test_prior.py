@@ -280,3 +280,15 @@ def test_an_ideal_lattice_switches_the_prior_off_for_good(tmp_path):
     fast, plain = DeepCharge(tmp_path / "model.pb"), DeepCharge(tmp_path / "model.pb", tabulate=False)
     assert fast.tabulated, fast.why_not_tabulated
     np.testing.assert_allclose(fast.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)
+
+
+@pytest.mark.slow  # trains a model
+def test_perfect_listed_first_with_a_rattled_cell_keeps_the_prior(tmp_path):
+    """DeePMD-kit's statistics come from the first set: every set must hold every converted file."""
+    files = [str(EXAMPLE_DFT / name / "CHGCAR.gz") for name in ("perfect", "rattled_a")]
+    cmd = [sys.executable, "-m", "deepmd_charge.cli", "convert", *files]
+    run([*cmd, "-o", str(tmp_path / "data"), "--points", "4000", "--seed", "0"])
+    (tmp_path / "input.json").write_text(json.dumps(tiny_input(tmp_path / "data", steps=10)))
+    out = run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)
+    log = out.stdout + out.stderr
+    assert "ideal lattice" not in log and "effective degrees of freedom" in log, log[-3000:]
