@@ -2,7 +2,9 @@
 
 Data: ../shared/data/si64-vasp-paper (VASP PBE pseudo densities of 64-atom disordered Si, the
 paper authors' npy layout: ghost type "Prob", labels in atom_ener.npy, one structure per set,
-500 frames x 200 points each). The val/ structures are never trained on.
+500 frames x 200 points each). The val/ structures are never trained on. Each training structure
+is linked as a system of its own (train/set.00N/), so that DeePMD-kit mixes them in training and
+in its statistics (until 2026-12-02 the ten sets were one system, read set after set).
 
     python benchmarks/paper_si64.py one  [--minutes 25] [--workdir /tmp/paper_si64]
     python benchmarks/paper_si64.py all  [--minutes 55] [--ship examples/si64-paper]
@@ -118,7 +120,11 @@ def main():
     work = args.workdir / args.which
     work.mkdir(parents=True, exist_ok=True)
     train_sets = ["set.001"] if args.which == "one" else sorted(p.name for p in (DATA / "train").glob("set.*"))
-    link_system(DATA / "train", train_sets, work / "train")
+    # one system per structure: DeePMD-kit reads a system's sets one after another and takes its
+    # statistics (the prior's fit) from the first, so ten sets in one system trained structure
+    # by structure, with a prior fitted on the first alone; ten systems are mixed in every batch
+    for s in train_sets:
+        link_system(DATA / "train", [s], work / "train" / s)
     val_sets = sorted(p.name for p in (DATA / "val").glob("set.*"))
     for s in val_sets:
         link_system(DATA / "val", [s], work / "val" / s)
