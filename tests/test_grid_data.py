@@ -68,12 +68,13 @@ def test_grid_layout_back_to_ghost_frames_and_training(grid_dir, tmp_path):
     assert list(system["atom_numbs"]) == [8, 200]
     grid = np.load(grid_dir / "set.000" / "grid.npy")
     dens = np.load(grid_dir / "set.000" / "density.npy")[:, :, 0]
-    # every ghost is one of its grid-layout frame's points (frames 0-14 from the first, 15-29 from
-    # the second: the files share a grid, not densities), with that point's density, used once
+    # every ghost is one of its grid-layout frame's points (the two in turn: even frames from the
+    # first, odd ones from the second; the files share a grid, not densities), with that point's
+    # density, used once
     for f in range(2):
         lookup = {tuple(np.round(p, 8)): v for p, v in zip(grid[f], dens[f])}
-        ghosts = system["coords"][15 * f : 15 * (f + 1), 8:].reshape(-1, 3)
-        labels = system.data["density"][15 * f : 15 * (f + 1), 8:].reshape(-1)
+        ghosts = system["coords"][f::2, 8:].reshape(-1, 3)
+        labels = system.data["density"][f::2, 8:].reshape(-1)
         assert all(lookup[tuple(np.round(p, 8))] == v for p, v in zip(ghosts, labels))
         assert len({tuple(np.round(p, 8)) for p in ghosts}) == 3000
     # and DeePMD-kit trains on it
