@@ -258,8 +258,8 @@ class ChargeFitting(DOSFitting):
         if self.radial_basis and width < IDEAL_SHELL_WIDTH:
             # A perfect crystal or ideal slab: every interatomic distance within rcut is one of a few
             # values. The superposition fit is then ill-posed, and its extrapolation to a distorted
-            # structure is a gamble: on perfect Si8 -> rattled cells it was 1-2 points of NMAE better
-            # than radial_basis 0 with GPAW data and 2-3 points worse with QE data (docs/benchmarks.md,
+            # structure is a gamble: on perfect Si8 -> rattled cells it was 0.2-1.6 points of NMAE better
+            # than radial_basis 0 with GPAW data and 1.7-3.2 points worse with QE data (docs/benchmarks.md,
             # section 9). Off is the choice that is never worse than radial_basis 0.
             self.basis_on = 0.0
             self.basis_w = np.zeros(self.n_basis_features)
