@@ -668,7 +668,7 @@ def cmd_test(args) -> int:
         print(f"wrote {args.plot}")
     grids = [r for r in results if "vol" in r]
     if args.slice:
-        from deepmd_charge.plot import slice_plot
+        from deepmd_charge.plot import short_names, slice_plot
 
         first = grids[0]
         slice_plot(
@@ -678,12 +678,12 @@ def cmd_test(args) -> int:
             atoms=first["vol"].atoms,
             axis=axis,
             position=args.slice_at,
-            title=first["name"],
+            title=short_names([first["name"]])[0],
             std=first.get("std"),
         )
         print(f"wrote {args.slice}")
     if args.planar_average:
-        from deepmd_charge.plot import planar_average_plot
+        from deepmd_charge.plot import planar_average_plot, short_names
 
         dat = planar_average_plot(
             args.planar_average,
@@ -691,7 +691,7 @@ def cmd_test(args) -> int:
             grids[0]["pred"],
             grids[0]["vol"].atoms,
             axis=axis,
-            title=grids[0]["name"],
+            title=short_names([grids[0]["name"]])[0],
         )
         print(f"wrote {args.planar_average} and {dat}")
     if args.diff:

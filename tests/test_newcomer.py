@@ -390,6 +390,8 @@ def test_diff_planar_average_and_pictures(trained, tmp_path):
     np.testing.assert_allclose(diff.total, pred.total - dft.total, atol=1e-9)  # written with 11 digits
     table = np.loadtxt(tmp_path / "pa.dat")
     assert table.shape == (48, 4)
+    header = (tmp_path / "pa.dat").read_text().splitlines()[0]
+    assert header.endswith("; rattled_b/CHGCAR.gz"), header  # the titles name the input, not its full path
     np.testing.assert_allclose(table[:, 0], np.arange(48) / 48 * 5.43, atol=1e-4)  # heights along b, A
     np.testing.assert_allclose(table[:, 1], dft.total.mean(axis=(0, 2)), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(table[:, 3], table[:, 2] - table[:, 1], atol=1e-7)
