@@ -65,8 +65,9 @@ def convert_files(
     """CHGCAR/cube files -> one deepmd/npy training system in the folder `output` (what
     `dp-charge convert` does). Every file gives the same number of frames (`frames`, else
     `points` / `points_per_frame`, capped by the smallest grid): as many sets as files, each
-    holding frames of every file in turn; file i is sampled with seed + i. The folder appears only when complete; an existing one is
-    replaced only with `overwrite` and only if an earlier convert wrote it.
+    holding frames of every file in turn; file i is sampled with seed + i. The folder appears
+    only when complete; an existing one is replaced only with `overwrite` and only if an earlier
+    convert wrote it.
     """
     import dpdata
 

@@ -48,17 +48,10 @@ def periodic_images(atoms, margin: float):
 def pair_distances(cell, positions, rcut: float) -> np.ndarray:
     """Distances from every atom to every other atom or periodic image within rcut (each pair from both ends)."""
     from ase import Atoms
-    from scipy.spatial import cKDTree
+    from ase.neighborlist import neighbor_list
 
-    positions = np.asarray(positions, dtype=float)
-    if len(positions) == 0:
-        return np.zeros(0)
     atoms = Atoms(numbers=np.ones(len(positions), dtype=int), positions=positions, cell=cell, pbc=True)
-    ext_pos, _ = periodic_images(atoms, rcut)
-    dist = cKDTree(wrap_into_cell(positions, cell)).sparse_distance_matrix(
-        cKDTree(ext_pos), rcut, output_type="ndarray"
-    )["v"]
-    return dist[dist > 1e-8]  # an atom and itself
+    return neighbor_list("d", atoms, rcut)
 
 
 def near_nucleus_mask(atoms, points: np.ndarray, radius: float) -> np.ndarray:

@@ -222,7 +222,7 @@ class ChargeFitting(DOSFitting):
         from deepmd_charge.grid import pair_distances
         from deepmd_charge.tf.basis import IDEAL_SHELL_WIDTH, basis_sums_numpy, distance_shells, regularised_fit
 
-        values, feats, distances, seen = [], [], [], set()
+        values, frames = [], []
         for labels, types, coords, boxes in zip(
             all_stat[self.label], all_stat["type"], all_stat["coord"], all_stat["box"]
         ):
@@ -233,16 +233,7 @@ class ChargeFitting(DOSFitting):
             for t, label, xyz, box in zip(types, labels, coords, boxes):
                 ghost = t == self.ghost_type
                 values.append(label[ghost])
-                if self.radial_basis:
-                    key = (box.tobytes(), xyz[~ghost].tobytes())
-                    if key not in seen:  # DeePMD-kit's statistics batches repeat frames
-                        seen.add(key)
-                        distances.append(pair_distances(box, xyz[~ghost], self.descrpt.rcut_r))
-                    feats.append(
-                        basis_sums_numpy(
-                            box, xyz[~ghost], t[~ghost], xyz[ghost], self.n_real, self.descrpt.rcut_r, self.radial_basis
-                        )
-                    )
+                frames.append((box, xyz[~ghost], t[~ghost], xyz[ghost]))
         values = np.concatenate(values) if values else np.zeros(0)
         if not values.size:
             return
@@ -254,7 +245,12 @@ class ChargeFitting(DOSFitting):
             self.rho_std,
             values.size,
         )
-        n_shells, width = distance_shells(np.concatenate(distances)) if self.radial_basis else (0, 0.0)
+        rcut = self.descrpt.rcut_r
+        n_shells, width = 0, 0.0
+        if self.radial_basis:
+            # DeePMD-kit's statistics batches repeat frames: each structure's distances once
+            structures = {(box.tobytes(), real.tobytes()): (box, real) for box, real, _, _ in frames}
+            n_shells, width = distance_shells(np.concatenate([pair_distances(*f, rcut) for f in structures.values()]))
         if self.radial_basis and width < IDEAL_SHELL_WIDTH:
             # A perfect crystal or ideal slab: every interatomic distance within rcut is one of a few
             # values. The superposition fit is then ill-posed, and its extrapolation to a distorted
@@ -276,7 +272,12 @@ class ChargeFitting(DOSFitting):
                 width,
             )
         elif self.radial_basis:
-            feats = np.concatenate(feats)
+            feats = np.concatenate(
+                [
+                    basis_sums_numpy(box, real, t, pts, self.n_real, rcut, self.radial_basis)
+                    for box, real, t, pts in frames
+                ]
+            )
             self.basis_mean = feats.mean(axis=0)
             self.basis_std = np.maximum(feats.std(axis=0), 1e-3)
             self.basis_w, _, report = regularised_fit(feats, values)
