@@ -45,6 +45,13 @@ def main():
     parser.add_argument("--points", type=int, default=20000)
     parser.add_argument("--radial-basis", type=int, default=None)
     parser.add_argument("--criterion", default="mean", choices=["mean", "max"])
+    parser.add_argument(
+        "--greedy",
+        action="store_true",
+        help="deviation picks one at a time: after each pick a committee (same members, recipe and seeds) is "
+        "retrained on the start + the picks so far and ranks the rest again",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="committee members trained at a time (--greedy)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = args.work.resolve()
@@ -53,31 +60,43 @@ def main():
     train = found.pop(args.train)
     names = list(found)
     models = sorted(str(p) for p in args.committee.resolve().glob("m*/model.pb"))
-    picked = work / f"picked_{args.criterion}"
-    if not picked.exists():
-        out = sh(
-            [
-                sys.executable,
-                "-m",
-                "deepmd_charge.cli",
-                "select",
-                *[found[n].parent / "POSCAR" for n in names],
-                "--models",
-                *models,
-                "-n",
-                args.picks,
-                "-o",
-                picked,
-                "--criterion",
-                args.criterion,
-            ],
-            work,
-        )
-        print(out, flush=True)
+
+    def rank(models, candidates, folder, count):
+        """dp-charge select over `candidates`; the ranking (names, most uncertain first)."""
+        if not folder.exists():
+            out = sh(
+                [sys.executable, "-m", "deepmd_charge.cli", "select"]
+                + [found[n].parent / "POSCAR" for n in candidates]
+                + ["--models", *models, "-n", count, "-o", folder, "--criterion", args.criterion],
+                work,
+            )
+            print(out, flush=True)
+        else:
+            print((folder / "ranking.txt").read_text())
+        return [Path(line.split()[-1]).parent.name for line in (folder / "ranking.txt").read_text().splitlines()[1:]]
+
+    if not args.greedy:
+        ranking = rank(models, names, work / f"picked_{args.criterion}", args.picks)
+        dev_picks = ranking[: args.picks]
     else:
-        print((picked / "ranking.txt").read_text())
-    ranking = [Path(line.split()[-1]).parent.name for line in (picked / "ranking.txt").read_text().splitlines()[1:]]
-    arms = {"deviation": ranking[: args.picks]}
+        from concurrent.futures import ThreadPoolExecutor
+
+        dev_picks, committee = [], models
+        for k in range(args.picks):
+            left = [n for n in names if n not in dev_picks]
+            dev_picks.append(rank(committee, left, work / f"greedy{k}_{args.criterion}", 1)[0])
+            if k + 1 < args.picks:  # retrain the committee on the start + the picks so far
+                data = [train] + [found[n] for n in dev_picks]
+                with ThreadPoolExecutor(args.jobs) as pool:
+                    jobs = [
+                        pool.submit(
+                            train_member, work / f"greedy{k}_m{i}", data, i, args.steps, args.radial_basis, args.points
+                        )
+                        for i in range(len(models))
+                    ]
+                    committee = [str(j.result()[0]) for j in jobs]
+        print(f"greedy deviation picks: {dev_picks}", flush=True)
+    arms = {"deviation": dev_picks}
     for d in range(args.draws):
         arms[f"random{d}"] = sorted(np.random.default_rng(d).choice(names, args.picks, replace=False).tolist())
     base = score(models[0], [found[n] for n in names], work / "base.json", work)
@@ -85,7 +104,7 @@ def main():
     rows = []
     for arm, picks in arms.items():
         model, seconds = train_member(
-            work / f"{arm}_{args.criterion}" if arm == "deviation" else work / arm,
+            work / f"{arm}_{args.criterion}{'_greedy' if args.greedy else ''}" if arm == "deviation" else work / arm,
             [train] + [found[n] for n in picks],
             0,
             args.steps,
@@ -93,7 +112,7 @@ def main():
             args.points,
         )
         rest = [n for n in names if n not in picks]
-        res = score(model, [found[n] for n in names], work / f"{arm}_score.json", work)  # the whole pool
+        res = score(model, [found[n] for n in names], model.parent / "score.json", work)  # the whole pool
         by_name = {n: r["nmae"] for n, r in zip(names, res["inputs"])}
         nmae = [by_name[n] for n in rest]
         rows.append(
@@ -114,7 +133,7 @@ def main():
     print(
         f"\nstart: {args.train} only; pool {len(names)}; {args.picks} picks; radial_basis "
         f"{args.radial_basis if args.radial_basis is not None else 'default'}; "
-        f"{args.steps} steps; ranking by {args.criterion} deviation"
+        f"{args.steps} steps; ranking by {args.criterion} deviation{' (greedy: retrained after each pick)' if args.greedy else ''}"
     )
     print(
         f"{'arm':10s} {'picks':28s} {'rest: mean NMAE':>16s} {'worst NMAE':>11s} {'rest before':>12s} {'whole pool: mean NMAE':>22s}"
@@ -125,6 +144,8 @@ def main():
         )
     for col, what in ((2, "rest"), (6, "whole pool")):
         rnd = [r[col] for r in rows if r[0].startswith("random")]
+        if not rnd:
+            continue
         print(
             f"random, {what}: mean over {len(rnd)} draws {100 * np.mean(rnd):.2f}% (min {100 * min(rnd):.2f}%, max {100 * max(rnd):.2f}%)"
         )

@@ -25,6 +25,14 @@ def _add_evaluation_options(p):
         help="evaluate the frozen graph as it is instead of its tabulated networks (same density to ~1e-12 in "
         "float64, several times slower; docs/large-systems.md)",
     )
+    p.add_argument(
+        "--dev-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="a committee: multiply its deviation by S, the calibration factor `dp-charge test` prints for the "
+        "committee on a structure with DFT, e.g. its training one (default 1: the raw deviation; docs/uncertainty.md)",
+    )
 
 
 def _version_line() -> str:
@@ -258,6 +266,18 @@ def _check_evaluation_options(args) -> None:
         raise InputError("--electrons", f"needs a positive electron count, got {args.normalize}")
     if getattr(args, "slab_points", None) is not None and args.slab_points <= 0:
         raise InputError("--slab-points", f"must be positive, got {args.slab_points}")
+    if args.dev_scale is not None:
+        from deepmd_charge.committee import check_dev_scale, split_models
+
+        check_dev_scale(args.dev_scale, "--dev-scale")
+        if args.command == "predict":
+            n_models = len(args.model)
+        elif args.command == "test":
+            n_models = len(split_models([args.model] + args.data)[0])
+        else:
+            n_models = len(args.models)
+        if n_models < 2:
+            raise InputError("--dev-scale", "scales a committee's deviation: give two or more models")
 
 
 def _setup_threads(threads):
@@ -540,7 +560,7 @@ def _cmd_predict_committee(args) -> int:
         if path:
             check_writable(path)
     atoms = read_structure(args.structure, elements=args.elements)
-    com = Committee(args.model, threads=args.threads, tabulate=not args.plain_graph)
+    com = Committee(args.model, threads=args.threads, tabulate=not args.plain_graph, dev_scale=args.dev_scale or 1.0)
     com.check_structure(atoms, args.structure)
     (trailer,), shape, electrons = _reference(args, atoms, 1, fmt)
     shape = com.grid_shape(atoms, shape, args.spacing)
@@ -615,7 +635,7 @@ def cmd_test(args) -> int:
     from deepmd_charge.committee import load_models, split_models
 
     models, data = split_models([args.model] + args.data)
-    dc = load_models(models, args.threads, not args.plain_graph)
+    dc = load_models(models, args.threads, not args.plain_graph, dev_scale=args.dev_scale or 1.0)
     results = []
     for item in data:
         if is_npy_system(item):
@@ -644,7 +664,9 @@ def cmd_test(args) -> int:
         overall.update(
             uncertainty_score(*(np.concatenate([r[k].ravel() for r in results]) for k in ("pred", "ref", "std")))
         )
-        print(format_uncertainty(results, overall, len(models)))
+        for m in [r["metrics"] for r in results if "std" in r] + [overall]:
+            m["dev_scale_fit"] *= args.dev_scale or 1.0  # the factor to pass, relative to the raw deviation
+        print(format_uncertainty(results, overall, len(models), args.dev_scale or 1.0))
     if args.json:
         from deepmd_charge.io.files import atomic_write
 
@@ -653,6 +675,7 @@ def cmd_test(args) -> int:
             json.dump(
                 {
                     "model": models[0] if len(models) == 1 else models,
+                    **({"dev_scale": args.dev_scale or 1.0} if len(models) > 1 else {}),
                     "channel": args.channel,
                     "inputs": inputs,
                     "overall": overall,
@@ -715,7 +738,7 @@ def cmd_select(args) -> int:
     candidates = read_candidates(args.candidates, elements=args.elements)
     if args.count > len(candidates):
         raise InputError("-n", f"asks for {args.count} structures but the candidates hold only {len(candidates)}")
-    com = Committee(args.models, threads=args.threads, tabulate=not args.plain_graph)
+    com = Committee(args.models, threads=args.threads, tabulate=not args.plain_graph, dev_scale=args.dev_scale or 1.0)
     ranked = rank_candidates(com, candidates, spacing=args.spacing, criterion=args.criterion)
     print(format_ranking(ranked, args.criterion, args.count))
     written = write_selection(ranked, args.count, args.output, criterion=args.criterion)

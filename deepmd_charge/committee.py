@@ -11,7 +11,10 @@ points, and the structures, whose prediction should not be trusted (docs/uncerta
 ...     ...
 
 The deviation is the population standard deviation over the members (numpy's default, as
-DeePMD-kit's ``dp model-devi``), per grid point, in e/A^3.
+DeePMD-kit's ``dp model-devi``), per grid point, in e/A^3, times `dev_scale` (1 unless the
+committee was calibrated: members trained on the same structures agree on part of what they all
+get wrong, so the raw deviation is smaller than the error; `dp-charge test` on a structure with DFT,
+such as the training one, prints the factor that fits, docs/uncertainty.md).
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ class Committee:
 
     `models` are paths or already loaded DeepCharge objects. A Committee can be used where a
     DeepCharge is expected (``predict``, ``predict_points``, ``iter_slabs`` give the mean).
+    Every deviation it returns is the members' standard deviation times `dev_scale`.
     """
 
-    def __init__(self, models, threads: int | None = None, tabulate: bool = True):
+    def __init__(self, models, threads: int | None = None, tabulate: bool = True, dev_scale: float = 1.0):
         from deepmd_charge.predict import DeepCharge
 
         models = list(models)
         if not models:
             raise InputError("committee", "needs at least one model")
+        self.dev_scale = check_dev_scale(dev_scale)
         self.members = [
             m if isinstance(m, DeepCharge) else DeepCharge(m, threads=threads, tabulate=tabulate) for m in models
         ]
@@ -109,6 +114,7 @@ class Committee:
         for items in zip(*streams):
             k0, k1 = items[0][0], items[0][1]
             mean, std = mean_std([item[2] for item in items])
+            std *= self.dev_scale
             if bar:
                 bar.update(mean.size)
             yield (k0, k1, mean, std) if with_std else (k0, k1, mean)
@@ -126,7 +132,18 @@ class Committee:
     def predict_points(self, atoms, points, progress: bool = False, return_std: bool = False):
         """Committee mean (e/A^3) at cartesian points (M, 3); with `return_std`, (mean, std)."""
         mean, std = mean_std([m.predict_points(atoms, points, progress=progress) for m in self.members])
-        return (mean, std) if return_std else mean
+        return (mean, std * self.dev_scale) if return_std else mean
+
+
+def check_dev_scale(value, option: str = "dev_scale") -> float:
+    """A deviation calibration factor: a positive finite number."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(option, f"must be a positive number, got {value!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise InputError(option, f"must be a positive number, got {value!r}")
+    return value
 
 
 def mean_std(values):
@@ -136,14 +153,14 @@ def mean_std(values):
     return mean, np.sqrt(np.mean((stack - mean) ** 2, axis=0))
 
 
-def load_models(paths, threads=None, tabulate=True):
-    """One path: a DeepCharge; several: a Committee."""
+def load_models(paths, threads=None, tabulate=True, dev_scale: float = 1.0):
+    """One path: a DeepCharge; several: a Committee (its deviation times `dev_scale`)."""
     from deepmd_charge.predict import DeepCharge
 
     paths = list(paths)
     if len(paths) == 1:
         return DeepCharge(paths[0], threads=threads, tabulate=tabulate)
-    return Committee(paths, threads=threads, tabulate=tabulate)
+    return Committee(paths, threads=threads, tabulate=tabulate, dev_scale=dev_scale)
 
 
 def write_committee_prediction(
@@ -238,17 +255,26 @@ def split_models(args):
     return args[:n], args[n:]
 
 
-def format_uncertainty(results, overall, n_models) -> str:
-    """The committee table of `dp-charge test`: how the deviation compares with and ranks the error."""
+def format_uncertainty(results, overall, n_models, dev_scale: float = 1.0) -> str:
+    """The committee table of `dp-charge test`: how the deviation compares with and ranks the error,
+    and the calibration factor these inputs give (`dev_scale_fit`, relative to the raw deviation)."""
+    scaled = f" x {dev_scale:g} (--dev-scale)" if dev_scale != 1.0 else ""
     lines = [
-        f"committee of {n_models} models: deviation = std over models; spearman = rank correlation of |error| and deviation; "
-        "worst1%@top5% = share of the 1 % largest errors among the 5 % largest deviations (5 % = no skill)",
-        f"{'input':40s} {'mean dev':>10s} {'max dev':>10s} {'dev/MAE':>8s} {'spearman':>9s} {'worst1%@top5%':>14s}",
+        f"committee of {n_models} models: deviation = std over models{scaled}; spearman = rank correlation of |error| and "
+        "deviation; worst1%@top5% = share of the 1 % largest errors among the 5 % largest deviations (5 % = no skill); "
+        "fit = --dev-scale that gives the deviation the error's RMS",
+        f"{'input':40s} {'mean dev':>10s} {'max dev':>10s} {'dev/MAE':>8s} {'spearman':>9s} {'worst1%@top5%':>14s} {'fit':>7s}",
     ]
     rows = [(r["name"], r["metrics"]) for r in results] + ([("overall", overall)] if len(results) > 1 else [])
     for name, m in rows:
         lines.append(
             f"{name:40.40s} {m['dev_mean']:10.3e} {m['dev_max']:10.3e} {m['dev_err_ratio']:8.2f} {m['spearman']:9.3f} "
-            f"{100 * m['worst_in_top_dev']:13.1f}%"
+            f"{100 * m['worst_in_top_dev']:13.1f}% {m['dev_scale_fit']:7.2f}"
+        )
+    fit = overall["dev_scale_fit"]
+    if np.isfinite(fit):
+        lines.append(
+            f"calibration: on these inputs the deviation matches the error with --dev-scale {fit:.2f}; fitted on the "
+            "committee's training structure it carries over to new ones (docs/uncertainty.md)"
         )
     return "\n".join(lines)

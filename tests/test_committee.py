@@ -55,6 +55,17 @@ def test_uncertainty_score_known_values():
     assert uncertainty_score(pred, ref, std=flagged)["worst_in_top_dev"] == pytest.approx(0.5)
 
 
+def test_dev_scale_fit_known_values():
+    from deepmd_charge.metrics import dev_scale_fit
+
+    ref = np.zeros(4)
+    pred = np.array([3.0, -4.0, 0.0, 0.0])  # RMS error sqrt(25 / 4) = 2.5
+    assert dev_scale_fit(pred, ref, std=np.full(4, 0.5)) == pytest.approx(5.0)
+    assert dev_scale_fit(pred, ref, std=np.abs(pred)) == pytest.approx(1.0)  # already the error's size
+    assert uncertainty_score(pred, ref, std=np.full(4, 0.25))["dev_scale_fit"] == pytest.approx(10.0)
+    assert np.isnan(dev_scale_fit(pred, ref, std=np.zeros(4)))
+
+
 # ---- the Python API -----------------------------------------------------------------------------
 def test_identical_members_give_the_single_model_and_zero_deviation(model):
     from deepmd_charge.committee import Committee
@@ -84,6 +95,20 @@ def test_committee_mean_and_std_of_two_models(model, second):
     np.testing.assert_allclose(mean, (a + b) / 2, rtol=0, atol=1e-12)
     np.testing.assert_allclose(std, np.abs(a - b) / 2, rtol=0, atol=1e-12)
     assert std.max() > 1e-4  # the two members really differ
+    scaled = Committee([model, second], dev_scale=3.0)
+    m3, s3 = scaled.predict(atoms, grid=(12, 12, 10), return_std=True)
+    np.testing.assert_array_equal(m3, mean)  # the scale touches the deviation only
+    np.testing.assert_allclose(s3, 3.0 * std, rtol=1e-12, atol=0)
+    pts = np.random.default_rng(1).uniform(0, 5, size=(20, 3))
+    np.testing.assert_allclose(
+        scaled.predict_points(atoms, pts, return_std=True)[1],
+        3.0 * com.predict_points(atoms, pts, return_std=True)[1],
+        rtol=1e-12,
+        atol=0,
+    )
+    for bad in (0, -1, float("nan"), "x"):
+        with pytest.raises(InputError, match="positive number"):
+            Committee([model, second], dev_scale=bad)
 
 
 def test_mismatched_type_map_is_a_clear_error(model):
@@ -194,6 +219,21 @@ def test_test_committee_reports_ranking_metrics(trained, second, tmp_path):
     for entry in metrics["inputs"] + [metrics["overall"]]:
         assert -1 <= entry["spearman"] <= 1 and 0 <= entry["worst_in_top_dev"] <= 1
         assert entry["dev_mean"] > 0 and entry["dev_err_ratio"] == pytest.approx(entry["dev_mean"] / entry["mae"])
+    fit = metrics["overall"]["dev_scale_fit"]
+    assert f"--dev-scale {fit:.2f}" in out.stdout
+    # calibrated with the factor these inputs give: the deviation's RMS is the error's, the ranking unchanged
+    again = run(
+        ["dp-charge", "test", str(trained["model"]), str(second), str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz")]
+        + [str(trained["dir"] / "data"), "--json", str(tmp_path / "c.json"), "--quiet", "--dev-scale", repr(fit)]
+    )
+    calibrated_json = json.loads((tmp_path / "c.json").read_text())
+    calibrated = calibrated_json["overall"]
+    assert calibrated_json["dev_scale"] == fit and metrics["dev_scale"] == 1.0
+    assert calibrated["dev_scale_fit"] == pytest.approx(fit, rel=1e-9)  # always relative to the raw deviation
+    assert calibrated["dev_err_ratio"] == pytest.approx(fit * metrics["overall"]["dev_err_ratio"], rel=1e-9)
+    assert calibrated["dev_mean"] == pytest.approx(fit * metrics["overall"]["dev_mean"], rel=1e-9)
+    assert calibrated["spearman"] == pytest.approx(metrics["overall"]["spearman"], abs=1e-12)
+    assert f"x {fit:g} (--dev-scale)" in again.stdout and f"--dev-scale {fit:.2f}" in again.stdout
 
 
 def test_select_ranks_and_writes_k_poscars(trained, second, tmp_path):
@@ -233,6 +273,12 @@ def test_select_ranks_and_writes_k_poscars(trained, second, tmp_path):
         (["predict", "{model}", "{pool}", "-o", "{out}", "--std", "{tmp}/std"], "needs a committee"),
         (["predict", "{model}", "{pool}", "{pool}", "-o", "{out}"], "not a frozen TensorFlow model"),
         (["test", "{model}", "{model}"], "no data follow"),
+        (["test", "{model}", "{pool}", "--dev-scale", "2"], "two or more models"),
+        (["predict", "{model}", "{model}", "{pool}", "-o", "{out}", "--dev-scale", "0"], "positive number"),
+        (
+            ["select", "{pool}", "--models", "{model}", "{model}", "-n", "1", "-o", "{out}", "--dev-scale", "-1"],
+            "--dev-scale",
+        ),
     ],
 )
 def test_committee_mistakes_give_one_line_and_exit_2(trained, tmp_path, args, message):
