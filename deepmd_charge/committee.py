@@ -6,6 +6,7 @@ where they extrapolate: the spread of their predictions (the committee deviation
 points, and the structures, whose prediction should not be trusted (docs/uncertainty.md).
 
 >>> com = Committee(["m1.pb", "m2.pb", "m3.pb"])
+>>> com.calibrate("train/CHGCAR")       # optional: deviation scaled to the error's size there
 >>> mean, std = com.predict(atoms, grid=(48, 48, 48), return_std=True)
 >>> for k0, k1, mean, std in com.iter_slabs(atoms, shape):   # bounded memory, any grid size
 ...     ...
@@ -128,6 +129,16 @@ class Committee:
         for k0, k1, m, s in self.iter_slabs(atoms, shape, progress=progress, with_std=True):
             mean[:, :, k0:k1], std[:, :, k0:k1] = m, s
         return (mean, std) if return_std else mean
+
+    def calibrate(self, reference, elements=None) -> float:
+        """Set `dev_scale` so that the deviation has the error's RMS on a DFT grid (CHGCAR/cube path),
+        best the committee's own training structure; returns it (`dp-charge test` prints the same)."""
+        from deepmd_charge.evaluate import evaluate_volumetric
+
+        self.dev_scale = 1.0
+        fit = evaluate_volumetric(self, reference, elements=elements)["metrics"]["dev_scale_fit"]
+        self.dev_scale = check_dev_scale(fit, f"calibration on {reference}")
+        return self.dev_scale
 
     def predict_points(self, atoms, points, progress: bool = False, return_std: bool = False):
         """Committee mean (e/A^3) at cartesian points (M, 3); with `return_std`, (mean, std)."""

@@ -226,6 +226,11 @@ def test_test_committee_reports_ranking_metrics(trained, second, tmp_path):
         ["dp-charge", "test", str(trained["model"]), str(second), str(EXAMPLE_DFT / "perfect" / "CHGCAR.gz")]
         + [str(trained["dir"] / "data"), "--json", str(tmp_path / "c.json"), "--quiet", "--dev-scale", repr(fit)]
     )
+    from deepmd_charge.committee import Committee
+
+    with Committee([trained["model"], second]) as com:  # the Python API finds the same factor on one grid
+        fit_perfect = com.calibrate(EXAMPLE_DFT / "perfect" / "CHGCAR.gz")
+        assert com.dev_scale == fit_perfect and fit_perfect == pytest.approx(metrics["inputs"][0]["dev_scale_fit"])
     calibrated_json = json.loads((tmp_path / "c.json").read_text())
     calibrated = calibrated_json["overall"]
     assert calibrated_json["dev_scale"] == fit and metrics["dev_scale"] == 1.0
