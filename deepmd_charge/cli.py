@@ -703,6 +703,7 @@ def cmd_test(args) -> int:
             position=args.slice_at,
             title=short_names([first["name"]])[0],
             std=first.get("std"),
+            std_label=f"committee deviation x {args.dev_scale:g}" if args.dev_scale else "committee deviation",
         )
         print(f"wrote {args.slice}")
     if args.planar_average:

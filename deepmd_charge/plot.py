@@ -179,6 +179,7 @@ def slice_plot(
     title: str = "",
     percentile: float = ERROR_PERCENTILE,
     std=None,
+    std_label: str = "committee deviation",
 ) -> dict:
     """Three maps of one grid plane: DFT, model, model - DFT (e/A^3), in Angstrom.
 
@@ -225,7 +226,7 @@ def slice_plot(
         (b, "model", "viridis", vmin, vmax, "neither"),
         (err, "model - DFT", "RdBu_r", -lim, lim, "both" if max_err > lim else "neither"),
     ]
-    for data, name in zip(extra, ("|model - DFT|", "committee deviation")):
+    for data, name in zip(extra, ("|model - DFT|", std_label)):
         panels.append(
             (
                 data,
