@@ -9,20 +9,22 @@ from ase.build import bulk
 from conftest import run
 
 
-def test_table_interpolates_smooth_functions():
+@pytest.mark.parametrize("degree, strides, tol", [(3, None, 1e-9), (5, (2.0**-7, 2.0**-4), 1e-10)])
+def test_table_interpolates_smooth_functions(degree, strides, tol):
     from deepmd_charge.tf.tabulate import Table
 
+    # derivatives of order 4 up to about 12, smoother than the embedding nets in x (3e-12 there)
     def f(x):
-        return np.stack([np.sin(3 * x), np.exp(-(x**2)), np.tanh(0.7 * x - 1)], axis=1)
+        return np.stack([np.sin(x), np.exp(-(x**2)), np.tanh(0.7 * x - 1)], axis=1)
 
-    table = Table(f, -0.37, 2.1, 30.0)
+    table = Table(f, -0.37, 2.1, 30.0, degree=degree, strides=strides)
     x = np.concatenate(
         [np.random.default_rng(0).uniform(-0.37, 30.0, 5000), [table.upper, table.upper - 1e-12, 29.999]]
     )
-    assert np.abs(table(x) - f(x)).max() < 1e-10
+    assert np.abs(table(x) - f(x)).max() < tol
     # outside the range: the value at the nearest end
-    np.testing.assert_allclose(table(np.array([-5.0])), f(np.array([table.lower])), atol=1e-10)
-    assert table.coef.shape[1:] == (6, 3)
+    np.testing.assert_allclose(table(np.array([-5.0])), f(np.array([table.lower])), atol=tol)
+    assert table.coef.shape[1:] == (degree + 1, 3)
 
 
 def _points_near_atoms(atoms, distances, seed=0):
@@ -33,9 +35,17 @@ def _points_near_atoms(atoms, distances, seed=0):
     return centres + dirs * np.asarray(distances)[:, None]
 
 
-def test_tabulated_equals_plain_graph(trained, model):
+@pytest.mark.parametrize("quintic", [False, True])
+def test_tabulated_equals_plain_graph(trained, model, quintic, monkeypatch):
     from deepmd_charge import DeepCharge
+    from deepmd_charge.tf import tabulate
 
+    if quintic:  # the kernel reads 4 or 6 coefficients a row: the quintic tables of earlier versions
+        for name, value in {"DEGREE": 5, "FINE_STRIDE": 2.0**-7, "COARSE_STRIDE": 2.0**-4}.items():
+            monkeypatch.setattr(tabulate, name, value)
+        model = DeepCharge(trained["model"])
+        op = next(o for o in model.session.graph.get_operations() if o.type == "ChargeDescriptor")
+        assert op.inputs[3].shape[1] == 6
     assert model.tabulated, model.why_not_tabulated
     plain = DeepCharge(trained["model"], tabulate=False)
     assert not plain.tabulated

@@ -1,6 +1,6 @@
 // ChargeDescriptor: a charge model's whole per-neighbour part, from DeePMD-kit's environment-op
 // outputs (em, rij, nlist) to the fitting net's inputs, with the networks read from piecewise
-// quintic tables (deepmd_charge/tf/tabulate.py builds them):
+// cubic (or quintic) tables (deepmd_charge/tf/tabulate.py builds them):
 //
 //   T[c, m]  = sum_j em[j, c] G_e(j)(x_j)_m  (+ x_pad G_e(x_pad) per empty slot, as se_e2_a does)
 //   D[m, a]  = sum_c T[c, m] T[c, a] / nnei^2,   a < axis          (se_e2_a's descriptor)
@@ -48,11 +48,11 @@ REGISTER_OP("ChargeDescriptor")
     .Input("em: E")          // [P, nnei * 4] normalised environment matrix
     .Input("rij: E")         // [P, nnei * 3] (read only with a radial basis)
     .Input("nlist: int32")   // [P, nnei], < 0 for an empty slot
-    .Input("g_coef: T")      // [Kg, 6, M] embedding tables of all elements, stacked
+    .Input("g_coef: T")      // [Kg, C, M] embedding tables of all elements, stacked (C = 4 or 6 coefficients)
     .Input("g_info: T")      // [n, kInfo]; the radial tables share these rows
     .Input("g_pad: T")       // [n, M] x_pad G_e(x_pad): what one empty slot adds to T[0]
-    .Input("r_coef: T")      // [Kg, 6, Mr] radial-net tables (Mr = 0: none)
-    .Input("b_coef: T")      // [Kb, 6, Nb] radial-basis table on r (Nb = 0: none)
+    .Input("r_coef: T")      // [Kg, C, Mr] radial-net tables (Mr = 0: none)
+    .Input("b_coef: T")      // [Kb, C, Nb] radial-basis table on r (Nb = 0: none)
     .Input("b_info: T")      // [kInfo]
     .Input("b_mean: T")      // [n * Nb] the fitting net's standardisation of B
     .Input("b_std: T")       // [n * Nb]
@@ -104,22 +104,31 @@ struct Locator {
 
 // out[r, m] = sum_q w[q, r] F_m(x_q), F the table (rows[q], offset t[q]), m < M, r < R.
 // Column blocks of W: the R x W sums stay in registers while the neighbours stream by, so each
-// neighbour costs 6 coefficient loads and 5 + R FMAs per column (against loads and stores of the
-// sums and of F(x) when neighbour-major: 1.32x (float32) / 1.35x (float64) the op time).
-template <typename T, int R, int W>
+// neighbour costs C coefficient loads and C - 1 + R FMAs per column (against loads and stores of
+// the sums and of F(x) when neighbour-major: 1.32x (float32) / 1.35x (float64) the op time).
+template <typename T, int C>
+inline T poly(const T* __restrict a, int64 M, int i, T t, T t2) {
+  // Estrin's scheme: as many FMAs as Horner's, fewer dependent ones (the chain's latency, not the
+  // FMA count, bounds this loop: kernel time -5 to -14 % with quintics, float64, benchmarks/kernel_alone.py)
+  if constexpr (C == 4) {
+    return (a[i] + t * a[M + i]) + t2 * (a[2 * M + i] + t * a[3 * M + i]);
+  } else {
+    return (a[i] + t * a[M + i]) + t2 * ((a[2 * M + i] + t * a[3 * M + i]) + t2 * (a[4 * M + i] + t * a[5 * M + i]));
+  }
+}
+
+template <typename T, int C, int R, int W>
 inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, const int64* rows, const T* ts,
                         const T* w, T* __restrict out) {
   T acc[R][W] = {};
   for (int64 q = 0; q < nq; ++q) {
-    const T* __restrict a = coef + rows[q] * 6 * M + m0;
+    const T* __restrict a = coef + rows[q] * C * M + m0;
     const T t = ts[q], t2 = t * t;
     T wq[R];
     for (int r = 0; r < R; ++r) wq[r] = w[q * R + r];
 #pragma omp simd
     for (int i = 0; i < W; ++i) {
-      // Estrin's scheme: 5 FMAs as Horner's, but 3 deep instead of 5 (the chain's latency, not the
-      // FMA count, bounds this loop: kernel time -5 to -14 %, float64, benchmarks/kernel_alone.py)
-      const T v = (a[i] + t * a[M + i]) + t2 * ((a[2 * M + i] + t * a[3 * M + i]) + t2 * (a[4 * M + i] + t * a[5 * M + i]));
+      const T v = poly<T, C>(a, M, i, t, t2);
       for (int r = 0; r < R; ++r) acc[r][i] += wq[r] * v;
     }
   }
@@ -127,7 +136,7 @@ inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, c
     for (int i = 0; i < W; ++i) out[r * M + m0 + i] = acc[r][i];
 }
 
-template <typename T, int R>
+template <typename T, int C, int R>
 inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const T* ts, const T* w, T* out) {
   // 8 columns for the embedding (R = 4), the fastest width tried in both precisions (op time, Si64
   // speed models, 64^3 grid: float32 8 / 16 columns 262 / 470 ms; float64 4 / 8 / 16 columns
@@ -135,9 +144,9 @@ inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const
   // (float32 kernel time -6 %, benchmarks/kernel_alone.py)
   constexpr int W = R == 1 ? 16 : 8;
   int64 m0 = 0;
-  for (; m0 + W <= M; m0 += W) table_block<T, R, W>(coef, M, m0, nq, rows, ts, w, out);
-  for (; m0 + 8 <= M; m0 += 8) table_block<T, R, 8>(coef, M, m0, nq, rows, ts, w, out);
-  for (; m0 < M; ++m0) table_block<T, R, 1>(coef, M, m0, nq, rows, ts, w, out);
+  for (; m0 + W <= M; m0 += W) table_block<T, C, R, W>(coef, M, m0, nq, rows, ts, w, out);
+  for (; m0 + 8 <= M; m0 += 8) table_block<T, C, R, 8>(coef, M, m0, nq, rows, ts, w, out);
+  for (; m0 < M; ++m0) table_block<T, C, R, 1>(coef, M, m0, nq, rows, ts, w, out);
 }
 
 }  // namespace
@@ -163,8 +172,10 @@ class ChargeDescriptorOp : public OpKernel {
     int64 nsel = 0;
     for (int s : sel_) nsel += s;
     OP_REQUIRES(ctx, nsel <= nnei, errors::InvalidArgument("sel has more slots than nlist"));
+    const int64 C = g_coef.dims() == 3 ? g_coef.dim_size(1) : 0;
     for (const Tensor* c : {&g_coef, &r_coef, &b_coef})
-      OP_REQUIRES(ctx, c->dims() == 3 && c->dim_size(1) == 6, errors::InvalidArgument("tables must be [K, 6, M]"));
+      OP_REQUIRES(ctx, c->dims() == 3 && c->dim_size(1) == C && (C == 4 || C == 6),
+                  errors::InvalidArgument("tables must be [K, C, M] with the same C, 4 or 6"));
     const int64 M = g_coef.dim_size(2), Mr = r_coef.dim_size(2), Nb = b_coef.dim_size(2);
     OP_REQUIRES(ctx, Nb == 0 || (rij.dim_size(0) == P && rij.dim_size(1) == 3 * nnei),
                 errors::InvalidArgument("rij must be [P, 3 nnei] with a radial basis"));
@@ -228,14 +239,17 @@ class ChargeDescriptorOp : public OpKernel {
           }
         }
         first[n] = q;
-        table_sum<T, 4>(gc, M, q, rows.data(), ts.data(), wg.data(), acc.data());
+        if (C == 4)
+          table_sum<T, 4, 4>(gc, M, q, rows.data(), ts.data(), wg.data(), acc.data());
+        else
+          table_sum<T, 6, 4>(gc, M, q, rows.data(), ts.data(), wg.data(), acc.data());
         for (int64 e = 0; e < n; ++e)
           if (empty[e])
             for (int64 m = 0; m < M; ++m) acc[m] += T(empty[e]) * pad[e * M + m];
-        if (Mr) table_sum<T, 1>(rc, Mr, q, rows.data(), ts.data(), wr.data(), rad);
+        if (Mr) (C == 4 ? table_sum<T, 4, 1> : table_sum<T, 6, 1>)(rc, Mr, q, rows.data(), ts.data(), wr.data(), rad);
         for (int64 e = 0; e < n && Nb; ++e) {
           const int64 q0 = first[e];
-          table_sum<T, 1>(bc, Nb, first[e + 1] - q0, brows.data() + q0, tbs.data() + q0, ones.data(), bas + e * Nb);
+          (C == 4 ? table_sum<T, 4, 1> : table_sum<T, 6, 1>)(bc, Nb, first[e + 1] - q0, brows.data() + q0, tbs.data() + q0, ones.data(), bas + e * Nb);
         }
         // D[m, a] = sum_c T[c, m] T[c, a] / nnei^2, written m-major as se_e2_a's reshape does:
         // one short vector per m, so the row is written in order (through a transposed buffer it

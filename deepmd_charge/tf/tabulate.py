@@ -5,7 +5,7 @@ the embedding net G(x) and the learned radial net g(x) of x = (s(r) - avg) / std
 column of se_e2_a's normalised environment matrix), and the radial basis phi(r) of the distance.
 Prediction spent most of its time evaluating those nets, tanh and all, on every one of the sel
 slots (profile_predict.py on the plain graph: embedding 30-47 %, radial net 10-13 %, basis
-15-20 %). Here they become piecewise quintic tables, read by one fused kernel of ours
+15-20 %). Here they become piecewise cubic tables, read by one fused kernel of ours
 (table_sum.cc, op ChargeDescriptor) that goes from the environment op's outputs to the fitting
 net's input row:
 
@@ -27,16 +27,26 @@ import numpy as np
 
 from deepmd_charge.grid import CORE_RADIUS
 
-# Table strides in x. Node spacing is a power of two so that the kernel (table_sum.cc) locates
-# intervals exactly; 2^-7 keeps the quintic interpolation error below 1e-9 of the net's output
-# (measured in tests/test_tabulate.py), and the near-core zone (r < NEAR_CORE A, large x) uses 2^-4.
-FINE_STRIDE = 2.0**-7
-COARSE_STRIDE = 2.0**-4
+# Piecewise cubics in x. Node spacing is a power of two so that the kernel (table_sum.cc) locates
+# intervals exactly; 2^-6 below the near-core zone and 2^-5 in it (r < NEAR_CORE A, large x).
+# Measured on the speed benchmark's embedding nets (outputs up to 2.9, 2 x 10^5 random x): max
+# interpolation error 3e-12. The quintics used before (2^-7 / 2^-4) gave 6e-13 but cost 6 loads
+# and 5 FMAs per column and neighbour against 4 and 3, in tables 2.5x larger: kernel time -25 %
+# (float64) and -38 % (float32), best of six interleaved runs of benchmarks/kernel_alone.py.
+DEGREE = 3
+FINE_STRIDE = 2.0**-6
+COARSE_STRIDE = 2.0**-5
 NEAR_CORE = 0.7
+# the radial basis on r (A): its Gaussians need a finer stride than the nets in x (the speed
+# benchmark's float64 model, density at 20,000 points against the plain graph: max difference
+# 6e-11 e/A^3 with 2^-8, 4e-12 with 2^-9, 3e-13 with 2^-10)
+BASIS_STRIDES = (2.0**-9, 2.0**-5)
 
-# Chebyshev nodes of a quintic on [0, 1]: interpolation at them is within a factor ~2 of the best fit
-_NODES = 0.5 * (1.0 - np.cos((2 * np.arange(6) + 1) * np.pi / 12))
-_VANDER_INV = np.linalg.inv(np.vander(_NODES, 6, increasing=True))
+
+def _chebyshev_inverse(degree: int) -> np.ndarray:
+    """Inverse Vandermonde matrix of the Chebyshev nodes on [0, 1] (within ~2x of the best fit)."""
+    nodes = 0.5 * (1.0 - np.cos((2 * np.arange(degree + 1) + 1) * np.pi / (2 * degree + 2)))
+    return nodes, np.linalg.inv(np.vander(nodes, degree + 1, increasing=True))
 
 
 def unsupported_reason(script: dict, node_names: set) -> str | None:
@@ -76,14 +86,17 @@ def _linear_paths(graph_def) -> dict:
 
 
 class Table:
-    """Quintic interpolation of vector functions of x.
+    """Piecewise polynomial (DEGREE) interpolation of vector functions of x.
 
     Two zones: [lower, upper) with FINE_STRIDE and [upper, max) with COARSE_STRIDE;
     coef[k, p, m] multiplies (x - x_k)^p for output column m (table_sum.cc reads this layout).
     """
 
-    def __init__(self, func, x_min: float, x_split: float, x_max: float):
-        h0, h1 = FINE_STRIDE, COARSE_STRIDE
+    def __init__(self, func, x_min: float, x_split: float, x_max: float, degree: int = None, strides=None):
+        self.strides = h0, h1 = strides or (FINE_STRIDE, COARSE_STRIDE)
+        degree = degree or DEGREE
+        nodes, vander_inv = _chebyshev_inverse(degree)
+        npow = degree + 1
         self.lower = np.floor(x_min / h1) * h1
         self.upper = max(self.lower + h1, np.ceil(x_split / h1) * h1)
         self.n0 = n0 = int(round((self.upper - self.lower) / h0))
@@ -91,31 +104,25 @@ class Table:
         self.max = self.upper + n1 * h1
         starts = np.concatenate([self.lower + h0 * np.arange(n0), self.upper + h1 * np.arange(n1)])
         widths = np.concatenate([np.full(n0, h0), np.full(n1, h1)])
-        values = func((starts[:, None] + widths[:, None] * _NODES).reshape(-1))  # (n * 6, M)
-        values = values.reshape(len(starts), 6, values.shape[1])
-        coef = np.einsum("pq,kqm->kpm", _VANDER_INV, values)  # in t = (x - x_k) / width
-        coef /= widths[:, None, None] ** np.arange(6)[None, :, None]  # in (x - x_k)
-        self.coef = np.ascontiguousarray(coef)  # [K, 6, M]: the kernel's layout, power by power
+        values = func((starts[:, None] + widths[:, None] * nodes).reshape(-1))  # (n * npow, M)
+        values = values.reshape(len(starts), npow, values.shape[1])
+        coef = np.einsum("pq,kqm->kpm", vander_inv, values)  # in t = (x - x_k) / width
+        coef /= widths[:, None, None] ** np.arange(npow)[None, :, None]  # in (x - x_k)
+        self.coef = np.ascontiguousarray(coef)  # [K, npow, M]: the kernel's layout, power by power
 
     def info_row(self, row0: int, avg: float = 0.0, std: float = 1.0) -> np.ndarray:
         """This table's row of table_sum.cc's info input, its coefficients starting at row0."""
-        return np.array(
-            [self.lower, self.upper, self.max, FINE_STRIDE, COARSE_STRIDE, row0, self.n0, len(self.coef), avg, std]
-        )
+        return np.array([self.lower, self.upper, self.max, *self.strides, row0, self.n0, len(self.coef), avg, std])
 
     def __call__(self, x):
         """numpy evaluation (for tests), as the kernel does it."""
         x = np.asarray(x, dtype=np.float64)
-        n0 = self.n0
-        k = np.where(
-            x < self.upper,
-            np.floor((x - self.lower) / FINE_STRIDE),
-            n0 + np.floor((x - self.upper) / COARSE_STRIDE),
-        ).astype(int)
+        n0, (h0, h1) = self.n0, self.strides
+        k = np.where(x < self.upper, np.floor((x - self.lower) / h0), n0 + np.floor((x - self.upper) / h1)).astype(int)
         k = np.clip(k, 0, len(self.coef) - 1)
-        start = np.where(k < n0, self.lower + k * FINE_STRIDE, self.upper + (k - n0) * COARSE_STRIDE)
+        start = np.where(k < n0, self.lower + k * h0, self.upper + (k - n0) * h1)
         t = np.clip(x, self.lower, self.max) - start
-        return np.einsum("npm,np->nm", self.coef[k], t[:, None] ** np.arange(6))
+        return np.einsum("npm,np->nm", self.coef[k], t[:, None] ** np.arange(self.coef.shape[1]))
 
 
 def _net_function(consts: dict, scope: str, suffix: str, neuron, activation: str, resnet_dt: bool, precision):
@@ -250,12 +257,12 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         # the same for every element
         # t_basis_on 0 (an ideal-lattice training set, tf/fitting.py): the graph multiplies the sums by 0
         on = float(consts.get("fitting_attr/t_basis_on", 1.0))
-        tab_b = Table(lambda r: on * phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE)
+        tab_b = Table(lambda r: on * phi(r, rcut, nbasis), 0.0, rcut, rcut + COARSE_STRIDE, strides=BASIS_STRIDES)
         b_coef, b_info = tab_b.coef, tab_b.info_row(0)
         b_mean, b_std = (consts[f"fitting_attr/t_basis_{k}"] for k in ("mean", "std"))
     else:
-        b_coef, b_info, b_mean, b_std = np.zeros((1, 6, 0)), np.zeros(10), np.zeros(0), np.zeros(0)
-    r_coef = np.concatenate(r_coef) if r_coef else np.zeros((1, 6, 0))
+        b_coef, b_info, b_mean, b_std = np.zeros((1, DEGREE + 1, 0)), np.zeros(10), np.zeros(0), np.zeros(0)
+    r_coef = np.concatenate(r_coef) if r_coef else np.zeros((1, DEGREE + 1, 0))
     lin_w = np.concatenate(
         [consts[_LINEAR_WEIGHTS[k]].reshape(-1) for k in ("radial", "basis") if k in products] + [np.zeros(0)]
     )
