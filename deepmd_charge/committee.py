@@ -285,7 +285,7 @@ def format_uncertainty(results, overall, n_models, dev_scale: float = 1.0) -> st
     fit = overall["dev_scale_fit"]
     if np.isfinite(fit):
         lines.append(
-            f"calibration: on these inputs the deviation matches the error with --dev-scale {fit:.2f}; fitted on the "
-            "committee's training structure it carries over to new ones (docs/uncertainty.md)"
+            f"calibration: on these inputs the deviation matches the error with --dev-scale {fit:.2f}; use it for new "
+            "structures when these are the committee's training structures (docs/uncertainty.md)"
         )
     return "\n".join(lines)
