@@ -163,13 +163,15 @@ def check_channel(result: dict, model, channel: str) -> None:
             model,
             f"predicts {predicted:.3f} electrons in {result['name']}: its total density holds {total:.3f}, "
             f"its magnetization {moment:.3f} muB. This looks like a total-density model: leave out "
-            "--channel magnetization, or give the model trained on convert --channel magnetization",
+            "--channel magnetization (channel='magnetization' in Python), or give the model trained on "
+            "convert --channel magnetization",
         )
     if channel == "total" and abs(predicted - moment) < abs(predicted - total):
         raise InputError(
             model,
             f"integrates to {predicted:.3f} in {result['name']}, near its magnetization ({moment:.3f} muB), "
-            f"not its {total:.3f} electrons. This looks like a magnetization model: add --channel magnetization",
+            f"not its {total:.3f} electrons. This looks like a magnetization model: add --channel magnetization "
+            "(channel='magnetization' in Python)",
         )
 
 
