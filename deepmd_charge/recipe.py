@@ -146,9 +146,11 @@ def with_steps(jdata: dict, steps: int) -> dict:
     return jdata
 
 
-def seconds_per_step(jdata: dict, steps: int = 60) -> float:
+def seconds_per_step(jdata: dict, steps: int = 240) -> float:
     """Training time per step of `jdata` on this machine: a short `dp train` in a scratch folder
-    (DeePMD-kit's own average, first display block excluded)."""
+    (DeePMD-kit's own average, first display block excluded). 240 steps, not 60: two 60-step
+    trials of the same float32 Si8 input gave 19.1 and 15.3 ms per step, 240 steps 15.2, and the
+    11,100-step run they sized took 15.7 (benchmarks/precision_budget.py's first run)."""
     trial = json.loads(json.dumps(jdata))
     trial["training"].update(numb_steps=steps, disp_freq=steps // 3, save_freq=0)
     trial["training"]["training_data"]["systems"] = [
