@@ -88,7 +88,9 @@ struct Locator {
   // row of the stacked table and offset t = x - x_row (x clamped to the table's range)
   inline int64 operator()(T x, T* t) const {
     int64 k;
-    if (x < lower) {
+    // !(x >= lower) also catches a NaN x (a grid point on a nucleus, replaced later by predict.py):
+    // with x < lower it reached the last branch and cast NaN to an int64 row far out of the table
+    if (!(x >= lower)) {
       k = 0;
       *t = 0;
     } else if (x < upper) {
