@@ -4,7 +4,8 @@
 
 Loads the model once, then predicts Si64 on each n^3 grid of --grids in turn (one process), and
 prints each call's time, points/s and the minor page faults it caused (getrusage). Then times
-filling a fresh 333 MB array twice: the first fill pays one page fault per 4 KB page, the
+filling a fresh 333 MB array twice: the first fill pays for pages the process never had (numpy
+asks for huge pages, so few faults are counted but the kernel still zeroes every byte), the
 second reuses the freed memory. `dp-charge predict` is always a first call, so the gap between
 its rate and a warm DeepCharge.predict call is what these faults cost on the machine at hand.
 """
