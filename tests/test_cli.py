@@ -256,6 +256,37 @@ def test_float32_model_trains_and_predicts(trained, tmp_path):
     assert np.all(np.isfinite(rho)) and rho.std() > 0
 
 
+def test_a_hybrid_descriptor_trains_and_predicts_on_the_plain_graph(trained, tmp_path):
+    """Other DeePMD-kit descriptors work without the se_e2_a extras (basis, radial sums, tables).
+
+    The charge fitting read se_e2_a's rcut_r, which a hybrid descriptor lacks: dp train failed
+    with an AttributeError before its first step.
+    """
+    from conftest import tiny_input
+
+    inp = tiny_input(trained["dir"] / "data", steps=100)
+    se_a = inp["model"]["descriptor"]
+    # two ranges (se_e2_r and se_e3 fail inside DeePMD-kit with the ghost's sel 0)
+    short = dict(se_a, sel=[20, 0], rcut=3.0, neuron=[4, 8], axis_neuron=2, seed=2)
+    inp["model"]["descriptor"] = {"type": "hybrid", "list": [se_a, short]}
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    run(["dp", "--tf", "train", "input.json"], cwd=tmp_path)
+    run(["dp", "--tf", "freeze", "-o", "model.pb"], cwd=tmp_path)
+    from deepmd_charge import DeepCharge
+
+    with DeepCharge(tmp_path / "model.pb") as dc:
+        assert not dc.tabulated and "hybrid" in dc.why_not_tabulated
+        atoms = read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz").atoms
+        rho = dc.predict(atoms, grid=(8, 8, 8))
+        moved = atoms.copy()
+        moved.positions += [0.3, -0.2, 0.1]  # a rigid shift of atoms and grid: the same density, shifted
+        shifted = dc.predict_points(
+            moved, atoms.cell.cartesian_positions(np.indices((8, 8, 8)).reshape(3, -1).T / 8) + [0.3, -0.2, 0.1]
+        )
+    assert np.all(np.isfinite(rho)) and rho.std() > 0
+    np.testing.assert_allclose(shifted, rho.reshape(-1), atol=1e-9)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -245,7 +245,7 @@ class ChargeFitting(DOSFitting):
             self.rho_std,
             values.size,
         )
-        rcut = self.descrpt.rcut_r
+        rcut = self.descrpt.get_rcut()
         n_shells, width = 0, 0.0
         if self.radial_basis:
             # DeePMD-kit's statistics batches repeat frames: each structure's distances once
