@@ -17,18 +17,15 @@ for seed in 1 2; do
   for lr in exp cosine; do
     w="${lr}_seed$seed"
     mkdir -p "$w" && cd "$w"
-    dp-charge input ../data -o input.json --steps 3000 > /dev/null
-    python - "$seed" "$lr" <<'PY'
-import json, sys
-seed, lr = int(sys.argv[1]), sys.argv[2]
+    dp-charge input ../data -o input.json --steps 3000 --seed "$seed" > /dev/null
+    if [ "$lr" = cosine ]; then  # same ends as the recipe's exp schedule
+      python - <<'PY'
+import json
 d = json.load(open("input.json"))
-for part in ("descriptor", "fitting_net"):
-    d["model"][part]["seed"] = seed
-d["training"]["seed"] = seed
-if lr == "cosine":
-    d["learning_rate"] = {"type": "cosine", "start_lr": d["learning_rate"]["start_lr"], "stop_lr": d["learning_rate"]["stop_lr"]}
+d["learning_rate"] = {"type": "cosine", "start_lr": d["learning_rate"]["start_lr"], "stop_lr": d["learning_rate"]["stop_lr"]}
 json.dump(d, open("input.json", "w"), indent=1)
 PY
+    fi
     dp --tf train input.json > train.log 2>&1
     dp --tf freeze -o model.pb > freeze.log 2>&1
     dp-charge test model.pb "$DFT"/{rattled_b,perfect,rattled_c}/CHGCAR.gz --json metrics.json --quiet > test.log 2>&1

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLE_DFT, run
+from deepmd_charge.grid import cartesian_points
 from deepmd_charge.io.chgcar import read_chgcar, write_chgcar
 from deepmd_charge.io.cube import read_cube
 
@@ -278,11 +279,10 @@ def test_a_hybrid_descriptor_trains_and_predicts_on_the_plain_graph(trained, tmp
         assert not dc.tabulated and "hybrid" in dc.why_not_tabulated
         atoms = read_chgcar(EXAMPLE_DFT / "perfect" / "CHGCAR.gz").atoms
         rho = dc.predict(atoms, grid=(8, 8, 8))
+        shift = [0.3, -0.2, 0.1]  # a rigid shift of atoms and grid: the same density, shifted
         moved = atoms.copy()
-        moved.positions += [0.3, -0.2, 0.1]  # a rigid shift of atoms and grid: the same density, shifted
-        shifted = dc.predict_points(
-            moved, atoms.cell.cartesian_positions(np.indices((8, 8, 8)).reshape(3, -1).T / 8) + [0.3, -0.2, 0.1]
-        )
+        moved.positions += shift
+        shifted = dc.predict_points(moved, cartesian_points(atoms.cell, (8, 8, 8)) + shift)
     assert np.all(np.isfinite(rho)) and rho.std() > 0
     np.testing.assert_allclose(shifted, rho.reshape(-1), atol=1e-9)
 
