@@ -35,11 +35,15 @@ def _points_near_atoms(atoms, distances, seed=0):
     return centres + dirs * np.asarray(distances)[:, None]
 
 
-@pytest.mark.parametrize("quintic", [False, True])
-def test_tabulated_equals_plain_graph(trained, model, quintic, monkeypatch):
+@pytest.mark.parametrize("quintic, fuse", [(False, None), (True, None), (False, "0")])
+def test_tabulated_equals_plain_graph(trained, model, quintic, fuse, monkeypatch):
+    """fuse: the kernel computes the fitting net's first layer (the default) or TensorFlow does ("0")."""
     from deepmd_charge import DeepCharge
     from deepmd_charge.tf import tabulate
 
+    if fuse is not None:
+        monkeypatch.setenv("DP_CHARGE_FUSE_FIRST_LAYER", fuse)
+        model = DeepCharge(trained["model"])
     if quintic:  # the kernel reads 4 or 6 coefficients a row: the quintic tables of earlier versions
         for name, value in {"DEGREE": 5, "FINE_STRIDE": 2.0**-7, "COARSE_STRIDE": 2.0**-4}.items():
             monkeypatch.setattr(tabulate, name, value)
@@ -61,7 +65,7 @@ def test_tabulated_equals_plain_graph(trained, model, quintic, monkeypatch):
         ]
     )
     np.testing.assert_allclose(model.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)
-    _assert_nets_never_run(model)
+    _assert_nets_never_run(model, fused=fuse is None)
 
 
 FULL = {"radial_neuron": [4, 8], "radial_basis": 6}
@@ -136,12 +140,13 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
     a, b = fast.predict_points(atoms, test_pts), plain.predict_points(atoms, test_pts)
     assert np.ptp(b) > 1e-3  # not a constant model
     np.testing.assert_allclose(a, b, rtol=0, atol=atol)
-    _assert_nets_never_run(fast)
+    _assert_nets_never_run(fast, fused=True)
 
 
-def _assert_nets_never_run(dc):
+def _assert_nets_never_run(dc, fused):
     """What the density needs in the tabulated graph: one environment op, one kernel, no embedding
-    or radial net, no concat of the fitting net's input (they would give the same numbers, slowly)."""
+    or radial net, no concat of the fitting net's input (they would give the same numbers, slowly);
+    fused: the kernel computes the fitting net's first layer, TensorFlow's MatMul of it never runs."""
     needed, todo = set(), [dc.session.output.op]
     while todo:
         op = todo.pop()
@@ -161,6 +166,9 @@ def _assert_nets_never_run(dc):
         and o.outputs[0].shape[-1] != 1  # not the output's
     ]
     assert not slow, slow
+    kernel = next(o for o in ops if o.type == "ChargeDescriptor")
+    first = [o.name for o in ops if o.type == "MatMul" and "/layer_0_type_" in o.name]
+    assert (kernel.inputs[12].shape[1] > 0, len(first)) == ((True, 0) if fused else (False, 1))
 
 
 def test_without_a_compiler_the_plain_graph_is_used(trained, monkeypatch, tmp_path):

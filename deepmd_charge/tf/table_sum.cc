@@ -9,7 +9,9 @@
 //
 // with x_j = em[j, 0] and j over the real neighbours (nlist >= 0) of each point. The fitting
 // net's input row [D, (B - mean) / std, R] (deepmd_charge/tf/fitting.py's order) is written
-// directly, and so are the model's two linear paths, R . w_radial and B . w_basis.
+// directly, and so are the model's two linear paths, R . w_radial and B . w_basis. Given the
+// fitting net's first layer (w0, b0), the rows of a few points at a time stay in a per-thread
+// buffer and the op writes that layer's pre-activation row . w0 + b0 instead (first_layer below).
 //
 // Why one fused op: as one small op per table plus TensorFlow glue (casts of em to the table
 // precision, r from rij, padding counts, a batched 4 x M x axis matmul, a concat of the fitting
@@ -57,7 +59,10 @@ REGISTER_OP("ChargeDescriptor")
     .Input("b_mean: T")      // [n * Nb] the fitting net's standardisation of B
     .Input("b_std: T")       // [n * Nb]
     .Input("lin_w: double")  // [Mr + n * Nb] weights of the linear paths
-    .Output("features: T")   // [P, M * axis + n * Nb + Mr] the fitting net's input
+    .Input("w0: T")          // [F, N0] the fitting net's first layer (N0 = 0: not fused)
+    .Input("b0: T")          // [N0]
+    .Output("features: T")   // [P, F], F = M * axis + n * Nb + Mr: the fitting net's input;
+                             // fused (N0 > 0): [P, N0], its first layer before the activation
     .Output("linear: double")  // [P, 2] R . w_radial, B . w_basis
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       std::vector<int> sel;
@@ -71,6 +76,8 @@ REGISTER_OP("ChargeDescriptor")
       TF_RETURN_IF_ERROR(c->Multiply(Nb, static_cast<int64_t>(sel.size()), &b));
       TF_RETURN_IF_ERROR(c->Add(d, b, &f));
       TF_RETURN_IF_ERROR(c->Add(f, Mr, &f));
+      auto N0 = c->Dim(c->input(12), 1);
+      if (c->ValueKnown(N0) && c->Value(N0) > 0) f = N0;
       c->set_output(0, c->MakeShape({P, f}));
       c->set_output(1, c->MakeShape({P, 2}));
       return OkStatus();
@@ -151,6 +158,62 @@ inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const
   for (; m0 < M; ++m0) table_block<T, C, R, 1>(coef, M, m0, nq, rows, ts, w, out);
 }
 
+// z[r, n] = b[n] + sum_k f[r, k] W[k, n] for the rows of one block of points (f [nr, F], W [F, N],
+// z [nr, N], all row-major). Register tiles of RB rows x CW columns (16 vector accumulators with
+// AVX-512) over k chunks of KC rows of W, which stay in L1 while all the block's rows pass.
+// Why our own product instead of TensorFlow's MatMul on the feature rows: in float64 TensorFlow's
+// matmul (Eigen, built for the wheel's baseline ISA) ran this 16,384 x 576 x 64 product at about
+// 52 GFLOP/s on the 2-core Xeon (AVX-512), and the feature rows (4.6 KB per point) made a round
+// trip through memory; docs/benchmarks.md section 3 has the measurement.
+template <typename T, int RB, int CW>
+inline void gemm_tile(const T* __restrict f, int64 F, const T* __restrict W, int64 N, int64 k0, int64 k1, int64 n0,
+                      bool first, const T* __restrict b, T* __restrict z) {
+  T acc[RB][CW];
+  for (int r = 0; r < RB; ++r)
+    for (int i = 0; i < CW; ++i) acc[r][i] = first ? b[n0 + i] : z[r * N + n0 + i];
+  for (int64 k = k0; k < k1; ++k) {
+    const T* __restrict w = W + k * N + n0;
+    for (int r = 0; r < RB; ++r) {
+      const T fr = f[r * F + k];
+#pragma omp simd
+      for (int i = 0; i < CW; ++i) acc[r][i] += fr * w[i];
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int i = 0; i < CW; ++i) z[r * N + n0 + i] = acc[r][i];
+}
+
+template <typename T, int RB, int CW>
+inline void gemm_cols(const T* f, int64 F, const T* W, int64 N, int64 k0, int64 k1, bool first, const T* b, T* z) {
+  int64 n0 = 0;
+  for (; n0 + CW <= N; n0 += CW) gemm_tile<T, RB, CW>(f, F, W, N, k0, k1, n0, first, b, z);
+  for (; n0 + 8 <= N; n0 += 8) gemm_tile<T, RB, 8>(f, F, W, N, k0, k1, n0, first, b, z);
+  for (; n0 < N; ++n0) gemm_tile<T, RB, 1>(f, F, W, N, k0, k1, n0, first, b, z);
+}
+
+// Register tile: 6 rows x 4 vectors of columns with AVX-512 (24 of its 32 registers), 6 rows x 2
+// vectors elsewhere (AVX2 has 16). Measured on the Xeon (one core, 560 x 64 layer, rows of 24 points):
+// float64 45.5 GFMA/s with 6 x 32 against 34.2 with 4 x 32 and 41.5 with 8 x 16; float32 100 GFMA/s.
+#ifdef __AVX512F__
+constexpr int kVectorBytes = 64, kVectors = 4;
+#else
+constexpr int kVectorBytes = 32, kVectors = 2;
+#endif
+constexpr int64 kTileRows = 6;
+
+template <typename T>
+void first_layer(const T* f, int64 nr, int64 F, const T* W, int64 N, const T* b, T* z) {
+  constexpr int CW = kVectors * kVectorBytes / sizeof(T);
+  constexpr int64 KC = 128;  // W's rows per pass: 128 x 64 x 4 B = 32 KB (float32) stays in L1
+  for (int64 k0 = 0; k0 < F; k0 += KC) {
+    const int64 k1 = std::min(F, k0 + KC);
+    int64 r = 0;
+    for (; r + kTileRows <= nr; r += kTileRows) gemm_cols<T, kTileRows, CW>(f + r * F, F, W, N, k0, k1, k0 == 0, b, z + r * N);
+    for (; r + 2 <= nr; r += 2) gemm_cols<T, 2, CW>(f + r * F, F, W, N, k0, k1, k0 == 0, b, z + r * N);
+    for (; r < nr; ++r) gemm_cols<T, 1, CW>(f + r * F, F, W, N, k0, k1, k0 == 0, b, z + r * N);
+  }
+}
+
 }  // namespace
 
 template <typename T, typename E>
@@ -166,6 +229,7 @@ class ChargeDescriptorOp : public OpKernel {
     const Tensor &g_coef = ctx->input(3), &g_info = ctx->input(4), &g_pad = ctx->input(5);
     const Tensor &r_coef = ctx->input(6), &b_coef = ctx->input(7), &b_info = ctx->input(8);
     const Tensor &b_mean = ctx->input(9), &b_std = ctx->input(10), &lin_w = ctx->input(11);
+    const Tensor &w0 = ctx->input(12), &b0 = ctx->input(13);
     const int64 n = sel_.size();
     OP_REQUIRES(ctx, em.dims() == 2 && rij.dims() == 2 && nlist.dims() == 2, errors::InvalidArgument("em, rij, nlist must be [P, ...]"));
     const int64 P = nlist.dim_size(0), nnei = nlist.dim_size(1);
@@ -187,7 +251,10 @@ class ChargeDescriptorOp : public OpKernel {
     OP_REQUIRES(ctx, Mr == 0 || r_coef.dim_size(0) == g_coef.dim_size(0), errors::InvalidArgument("radial tables must share the embedding rows"));
     Tensor *d_out = nullptr, *l_out = nullptr;
     const int64 F = M * axis_ + n * Nb + Mr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({P, F}), &d_out));
+    const int64 N0 = w0.dims() == 2 ? w0.dim_size(1) : 0;
+    OP_REQUIRES(ctx, N0 == 0 || (w0.dim_size(0) == F && b0.NumElements() == N0),
+                errors::InvalidArgument("w0 must be [F, N0] and b0 [N0] with F the feature width"));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({P, N0 ? N0 : F}), &d_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({P, 2}), &l_out));
 
     const E* ems = em.flat<E>().data();
@@ -208,6 +275,10 @@ class ChargeDescriptorOp : public OpKernel {
     const double* lw = lin_w.flat<double>().data();
     const int axis = axis_;
     const T inv_nnei = T(1) / T(nnei);
+    const T* w0d = w0.flat<T>().data();
+    const T* b0d = b0.flat<T>().data();
+    // fused: feature rows of kBlock points at a time in a per-thread buffer, then their first layer
+    constexpr int64 kBlock = 4 * kTileRows;
 
     auto work = [&](int64 begin, int64 end) {
       std::vector<T> acc(4 * M), rb(Mr + n * Nb);
@@ -217,6 +288,8 @@ class ChargeDescriptorOp : public OpKernel {
       std::vector<int64> rows(nnei), brows(nnei);
       std::vector<T> ts(nnei), tbs(nnei), wg(4 * nnei), wr(nnei), ones(nnei, T(1));
       std::vector<int64> first(n + 1), empty(n);
+      std::vector<T> fbuf(N0 ? kBlock * F : 0);
+      int64 block0 = begin;
       for (int64 p = begin; p < end; ++p) {
         int64 q = 0, j = 0;
         for (int64 e = 0; e < n; ++e) {
@@ -257,7 +330,7 @@ class ChargeDescriptorOp : public OpKernel {
         // one short vector per m, so the row is written in order (through a transposed buffer it
         // was 14 % of this op's time, float64)
         const T scale = inv_nnei * inv_nnei;
-        T* out = dd + p * F;
+        T* out = N0 ? fbuf.data() + (p - block0) * F : dd + p * F;
         const T* __restrict a0 = acc.data();
         for (int64 m = 0; m < M; ++m) {
           const T t0 = a0[m] * scale, t1 = a0[M + m] * scale, t2 = a0[2 * M + m] * scale, t3 = a0[3 * M + m] * scale;
@@ -273,10 +346,14 @@ class ChargeDescriptorOp : public OpKernel {
         for (int64 i = 0; i < n * Nb; ++i) lb += double(bas[i]) * lw[Mr + i];
         lo[2 * p] = lr;
         lo[2 * p + 1] = lb;
+        if (N0 && (p + 1 - block0 == kBlock || p + 1 == end)) {
+          first_layer<T>(fbuf.data(), p + 1 - block0, F, w0d, N0, b0d, dd + block0 * N0);
+          block0 = p + 1;
+        }
       }
     };
     auto workers = ctx->device()->tensorflow_cpu_worker_threads();
-    Shard(workers->num_threads, workers->workers, P, nnei * (M * 10 + Mr * 8 + Nb * 7) + 8 * M * axis, work);
+    Shard(workers->num_threads, workers->workers, P, nnei * (M * 10 + Mr * 8 + Nb * 7) + 8 * M * axis + 2 * F * N0, work);
   }
 
  private:

@@ -23,6 +23,8 @@ tables agree with the plain graph to 1e-10 (float64; tests/test_tabulate.py).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from deepmd_charge.grid import CORE_RADIUS
@@ -66,6 +68,9 @@ def unsupported_reason(script: dict, node_names: set) -> str | None:
     return None
 
 
+#: per precision: does the kernel compute the fitting net's first layer (else TensorFlow's MatMul)?
+#: $DP_CHARGE_FUSE_FIRST_LAYER=0/1 overrides it (benchmarks compare both)
+FUSE_FIRST_LAYER = {"float64": True, "float32": True}
 _LINEAR_WEIGHTS = {"radial": "charge_radial/linear", "basis": "charge_basis/weights"}
 
 
@@ -178,12 +183,31 @@ def _layer0_input(graph_def, ghost_type: int) -> str | None:
     return None
 
 
-def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
+def _first_layer(graph_def, ghost_type: int, layer0: str, dtype) -> tuple | None:
+    """(W, b, name of the BiasAdd) of the fitting net's first layer when the kernel can compute it
+    (a plain MatMul of the feature row, then a BiasAdd, in the kernel's precision), else None."""
+
+    nodes = {n.name: n for n in graph_def.node}
+    scope = f"layer_0_type_{ghost_type}"
+    mm, ba = nodes.get(f"{scope}/MatMul"), nodes.get(f"{scope}/BiasAdd")
+    if mm is None or ba is None or ba.input[0] != mm.name or mm.attr["transpose_a"].b or mm.attr["transpose_b"].b:
+        return None
+    if (mm.input[0] if ":" in mm.input[0] else mm.input[0] + ":0") != layer0:
+        return None
+    consts = _constants(graph_def, (f"{scope}/matrix", f"{scope}/bias"))
+    w, b = consts.get(f"{scope}/matrix"), consts.get(f"{scope}/bias")
+    if w is None or b is None or w.dtype != dtype.as_numpy_dtype or b.dtype != w.dtype:
+        return None
+    return w, b, ba.name + ":0"
+
+
+def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse_first_layer: bool | None = None):
     """(graph, output tensor): the frozen model with tabulated networks.
 
     The graph has the frozen model's placeholders (t_coord, t_type, t_natoms, t_box, t_mesh) and
     is valid when every local atom is a ghost (as in DeepCharge's chunks). `kernel` is the module
-    of kernel.load_kernel().
+    of kernel.load_kernel(). `fuse_first_layer`: the kernel also computes the fitting net's first
+    layer (None: where that is faster, float64; see FUSE_FIRST_LAYER).
     """
     from deepmd.tf.env import tf
 
@@ -278,6 +302,14 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         if len(env) != 1:
             raise ValueError(f"{len(env)} ProdEnvMatA ops in the graph (one expected)")
         em, _, rij, nlist = env[0].outputs
+        layer0 = _layer0_input(graph_def, ghost_type)
+        if layer0 is None:
+            raise ValueError("the fitting net's first layer was not found in the graph")
+        if fuse_first_layer is None:
+            env_fuse = os.environ.get("DP_CHARGE_FUSE_FIRST_LAYER")
+            fuse_first_layer = FUSE_FIRST_LAYER.get(prec.name, False) if env_fuse is None else env_fuse == "1"
+        fused = _first_layer(graph_def, ghost_type, layer0, prec) if fuse_first_layer else None
+        w0, b0 = fused[:2] if fused else (np.zeros((0, 0)), np.zeros(0))
         features, linear = kernel.charge_descriptor(
             tf.reshape(em, [-1, nnei * 4]),
             tf.reshape(rij, [-1, nnei * 3]) if nbasis else tf.zeros([0, 0], dtype=em.dtype),  # unread without a basis
@@ -291,11 +323,15 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
             const(b_mean),
             const(b_std),
             tf.constant(lin_w, dtype=tf.float64),
+            const(w0),
+            const(b0),
             sel=sel[:n_real],
             axis=axis,
         )
-        d = features[:, : neuron[-1] * axis]
-        input_map = {"o_descriptor:0": tf.reshape(tf.cast(d, get("o_descriptor:0").dtype), [1, -1])}
+        input_map = {}
+        if not fused:
+            d = features[:, : neuron[-1] * axis]
+            input_map["o_descriptor:0"] = tf.reshape(tf.cast(d, get("o_descriptor:0").dtype), [1, -1])
         for p in ("t_coord", "t_type", "t_natoms", "t_box", "t_mesh"):
             input_map[p + ":0"] = get(p + ":0")
         # the linear paths' products (a matrix-vector product each: 6 % of float64 op time)
@@ -306,10 +342,10 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         # concat and cast of it never run; the Shape ops that read the descriptor get its shape
         # (else they would make the descriptor's float64 cast run). Together 15 % of op time in the
         # float32 profile.
-        layer0 = _layer0_input(graph_def, ghost_type)
-        if layer0 is None:
-            raise ValueError("the fitting net's first layer was not found in the graph")
-        input_map[layer0] = tf.cast(features, get(layer0).dtype)
+        if fused:  # the kernel's output is the first layer's BiasAdd; the graph applies the activation
+            input_map[fused[2]] = features
+        else:
+            input_map[layer0] = tf.cast(features, get(layer0).dtype)
         for n in graph_def.node:
             if n.op == "Shape" and n.input[0].split(":")[0] == "o_descriptor":
                 shape = tf.stack([1, tf.shape(features, out_type=get(n.name + ":0").dtype)[0] * neuron[-1] * axis])
