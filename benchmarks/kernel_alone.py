@@ -49,7 +49,12 @@ def main():
         init = [tf.placeholder(a.dtype, a.shape) for a in got[:3]]
         held = [tf.Variable(p, trainable=False) for p in init]
         clone = kernel.charge_descriptor(
-            *held, *[tf.constant(a) for a in got[3:]], sel=op.get_attr("sel"), axis=op.get_attr("axis")
+            *held,
+            *[tf.constant(a) for a in got[3:]],
+            sel=op.get_attr("sel"),
+            axis=op.get_attr("axis"),
+            tail=op.get_attr("tail"),
+            tail_kinds=op.get_attr("tail_kinds"),
         )
         first = [tf.reduce_sum(clone[0][:, :1]), tf.reduce_sum(clone[1])]
     plain_run(tf.variables_initializer(held), dict(zip(init, got[:3])))

@@ -13,7 +13,10 @@
    best of these (its small system and small batches are stock's best case); and DeePMD-kit's
    environment op alone, batched as DeepCharge does: the most any network evaluation could reach;
    and the fitting net's first layer alone (its matmul, bias and activation): the environment op
-   plus that layer is the ceiling the "fraction of ceiling" column divides by;
+   plus that layer is the ceiling the "fraction of ceiling" column divides by (--ceiling also
+   times the same prediction with TensorFlow computing the fitting net, DP_CHARGE_FUSE_FIRST_LAYER=0,
+   and ours against the environment op alone: the kernel's own fitting net is faster than
+   TensorFlow's first layer in float64, so that ceiling is no longer an upper bound);
 5. compares, in one process, the tabulated networks (the default) with the plain frozen graph and
    with `dp compress`ed models: points/s, max |difference|, file size;
 and prints markdown tables. FLOP/point counts the multiply-adds of the networks per grid point x 2

@@ -1,6 +1,7 @@
 """The tabulated prediction graph (tf/tabulate.py, tf/table_sum.cc) gives the plain graph's density."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -35,14 +36,22 @@ def _points_near_atoms(atoms, distances, seed=0):
     return centres + dirs * np.asarray(distances)[:, None]
 
 
-@pytest.mark.parametrize("quintic, fuse", [(False, None), (True, None), (False, "0")])
-def test_tabulated_equals_plain_graph(trained, model, quintic, fuse, monkeypatch):
-    """fuse: the kernel computes the fitting net's first layer (the default) or TensorFlow does ("0")."""
+@pytest.mark.parametrize(
+    "quintic, env, fused",
+    [
+        (False, {}, "net"),  # the default in float64: the kernel computes the whole fitting net
+        (True, {}, "net"),
+        (False, {"DP_CHARGE_FUSE_TAIL": "0"}, "first"),  # the first layer only
+        (False, {"DP_CHARGE_FUSE_FIRST_LAYER": "0"}, "none"),  # TensorFlow computes the fitting net
+    ],
+)
+def test_tabulated_equals_plain_graph(trained, model, quintic, env, fused, monkeypatch):
     from deepmd_charge import DeepCharge
     from deepmd_charge.tf import tabulate
 
-    if fuse is not None:
-        monkeypatch.setenv("DP_CHARGE_FUSE_FIRST_LAYER", fuse)
+    if env:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
         model = DeepCharge(trained["model"])
     if quintic:  # the kernel reads 4 or 6 coefficients a row: the quintic tables of earlier versions
         for name, value in {"DEGREE": 5, "FINE_STRIDE": 2.0**-7, "COARSE_STRIDE": 2.0**-4}.items():
@@ -65,7 +74,7 @@ def test_tabulated_equals_plain_graph(trained, model, quintic, fuse, monkeypatch
         ]
     )
     np.testing.assert_allclose(model.predict_points(atoms, pts), plain.predict_points(atoms, pts), rtol=0, atol=1e-10)
-    _assert_nets_never_run(model, fused=fuse is None)
+    _assert_nets_never_run(model, fused)
 
 
 FULL = {"radial_neuron": [4, 8], "radial_basis": 6}
@@ -77,16 +86,24 @@ FULL = {"radial_neuron": [4, 8], "radial_basis": 6}
     [
         ("float64", 1e-10, FULL, {}),
         ("float32", 2e-5, FULL, {}),
+        # fitting layers that add to the previous one without idt, then one of another width; float32
+        # with the whole net in the kernel (not the float32 default)
+        ("float64", 1e-10, {**FULL, "neuron": [8, 8, 4], "resnet_dt": False}, {}),
+        ("float32", 2e-5, {**FULL, "neuron": [8, 8, 4], "tail": "1"}, {}),
         ("float64", 1e-10, {"radial_neuron": [], "radial_basis": 0}, {}),  # se_e2_a and fitting net only
         ("float64", 1e-10, {"radial_neuron": [4, 8], "radial_basis": 0}, {}),
         # one embedding net per neighbour element (scope filter_type_all), resnet, another activation
         ("float64", 1e-10, FULL, {"type_one_side": True, "resnet_dt": True, "activation_function": "gelu"}),
     ],
 )
-def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor):
+def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor, monkeypatch):
     """Per-element neighbour blocks of different sizes, with and without the radial parts, both
-    precisions, descriptor options."""
+    precisions, descriptor and fitting-net options."""
     from deepmd_charge import DeepCharge
+
+    radial = dict(radial)
+    if "tail" in radial:
+        monkeypatch.setenv("DP_CHARGE_FUSE_TAIL", radial.pop("tail"))
 
     atoms = bulk("NaCl", "rocksalt", a=5.0, cubic=True)
     atoms.rattle(0.15, seed=5)
@@ -140,13 +157,14 @@ def test_two_elements_unequal_sel(tmp_path, precision, atol, radial, descriptor)
     a, b = fast.predict_points(atoms, test_pts), plain.predict_points(atoms, test_pts)
     assert np.ptp(b) > 1e-3  # not a constant model
     np.testing.assert_allclose(a, b, rtol=0, atol=atol)
-    _assert_nets_never_run(fast, fused=True)
+    _assert_nets_never_run(fast, "net" if precision == "float64" or "DP_CHARGE_FUSE_TAIL" in os.environ else "first")
 
 
 def _assert_nets_never_run(dc, fused):
     """What the density needs in the tabulated graph: one environment op, one kernel, no embedding
     or radial net, no concat of the fitting net's input (they would give the same numbers, slowly);
-    fused: the kernel computes the fitting net's first layer, TensorFlow's MatMul of it never runs."""
+    fused "net": the kernel computes the whole fitting net, "first": its first layer, "none": none
+    of it (no fitting-net MatMul of TensorFlow's / no first-layer MatMul / all of them run)."""
     needed, todo = set(), [dc.session.output.op]
     while todo:
         op = todo.pop()
@@ -167,8 +185,13 @@ def _assert_nets_never_run(dc, fused):
     ]
     assert not slow, slow
     kernel = next(o for o in ops if o.type == "ChargeDescriptor")
-    first = [o.name for o in ops if o.type == "MatMul" and "/layer_0_type_" in o.name]
-    assert (kernel.inputs[12].shape[1] > 0, len(first)) == ((True, 0) if fused else (False, 1))
+    mode = "net" if kernel.inputs[14].shape[0] > 0 else "first" if kernel.inputs[12].shape[1] > 0 else "none"
+    matmuls = {o.name.split("/")[1] for o in ops if o.type == "MatMul" and "layer_" in o.name}
+    assert (mode, "layer_0_type_1" in matmuls or "layer_0_type_2" in matmuls, bool(matmuls)) == {
+        "net": ("net", False, False),
+        "first": ("first", False, True),
+        "none": ("none", True, True),
+    }[fused]
 
 
 def test_without_a_compiler_the_plain_graph_is_used(trained, monkeypatch, tmp_path):

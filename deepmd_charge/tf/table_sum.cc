@@ -11,7 +11,8 @@
 // net's input row [D, (B - mean) / std, R] (deepmd_charge/tf/fitting.py's order) is written
 // directly, and so are the model's two linear paths, R . w_radial and B . w_basis. Given the
 // fitting net's first layer (w0, b0), the rows of a few points at a time stay in a per-thread
-// buffer and the op writes that layer's pre-activation row . w0 + b0 instead (first_layer below).
+// buffer and the op writes that layer's pre-activation row . w0 + b0 instead (first_layer below);
+// given the rest of a tanh fitting net too (tail, tail_params), it writes the net's output.
 //
 // Why one fused op: as one small op per table plus TensorFlow glue (casts of em to the table
 // precision, r from rij, padding counts, a batched 4 x M x axis matmul, a concat of the fitting
@@ -47,6 +48,8 @@ REGISTER_OP("ChargeDescriptor")
     .Attr("E: {float, double}")  // environment-op precision
     .Attr("sel: list(int)")      // neighbour slots of each real element, in slot order
     .Attr("axis: int")
+    .Attr("tail: list(int) = []")       // fused tail: widths of the hidden layers after the first
+    .Attr("tail_kinds: list(int) = []")  // 0 h = tanh(z), 1 h += tanh(z), 2 h += idt * tanh(z)
     .Input("em: E")          // [P, nnei * 4] normalised environment matrix
     .Input("rij: E")         // [P, nnei * 3] (read only with a radial basis)
     .Input("nlist: int32")   // [P, nnei], < 0 for an empty slot
@@ -61,8 +64,10 @@ REGISTER_OP("ChargeDescriptor")
     .Input("lin_w: double")  // [Mr + n * Nb] weights of the linear paths
     .Input("w0: T")          // [F, N0] the fitting net's first layer (N0 = 0: not fused)
     .Input("b0: T")          // [N0]
+    .Input("tail_params: T") // with tail: per hidden layer W, b, idt, then the output layer's w, b
     .Output("features: T")   // [P, F], F = M * axis + n * Nb + Mr: the fitting net's input;
-                             // fused (N0 > 0): [P, N0], its first layer before the activation
+                             // fused (N0 > 0): [P, N0], its first layer before the activation;
+                             // with a fused tail (tail_params not empty): [P, 1], the net's output
     .Output("linear: double")  // [P, 2] R . w_radial, B . w_basis
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       std::vector<int> sel;
@@ -78,6 +83,8 @@ REGISTER_OP("ChargeDescriptor")
       TF_RETURN_IF_ERROR(c->Add(f, Mr, &f));
       auto N0 = c->Dim(c->input(12), 1);
       if (c->ValueKnown(N0) && c->Value(N0) > 0) f = N0;
+      auto nt = c->Dim(c->input(14), 0);
+      if (c->ValueKnown(nt) && c->Value(nt) > 0) f = c->MakeDim(1);
       c->set_output(0, c->MakeShape({P, f}));
       c->set_output(1, c->MakeShape({P, 2}));
       return OkStatus();
@@ -214,6 +221,36 @@ void first_layer(const T* f, int64 nr, int64 F, const T* W, int64 N, const T* b,
   }
 }
 
+// tanh in plain arithmetic that the compiler vectorises (std::tanh is a scalar call without
+// -ffast-math), in float64 for both precisions: tanh(x) = sign(x) (1 - e) / (1 + e) with
+// e = exp(-2|x|) = exp(-2|x| / 256)^256, a Taylor polynomial of degree 11 on [-0.149, 0] (|x|
+// clamped at 19, where tanh is 1 in float64) and eight squarings. Absolute error below 1e-13
+// (tests/test_tabulate.py).
+inline double tanh_v(double x) {
+  const double a = std::min(std::fabs(x), 19.0), z = a * (-2.0 / 256.0);
+  double e = 1.0 / 39916800.0;  // 1 / 11!
+  e = e * z + 1.0 / 3628800.0;
+  e = e * z + 1.0 / 362880.0;
+  e = e * z + 1.0 / 40320.0;
+  e = e * z + 1.0 / 5040.0;
+  e = e * z + 1.0 / 720.0;
+  e = e * z + 1.0 / 120.0;
+  e = e * z + 1.0 / 24.0;
+  e = e * z + 1.0 / 6.0;
+  e = e * z + 0.5;
+  e = e * z + 1.0;
+  e = e * z + 1.0;
+  for (int i = 0; i < 8; ++i) e *= e;
+  const double t = (1.0 - e) / (1.0 + e);
+  return x < 0 ? -t : t;
+}
+
+template <typename T>
+inline void tanh_rows(T* __restrict z, int64 n) {
+#pragma omp simd
+  for (int64 i = 0; i < n; ++i) z[i] = static_cast<T>(tanh_v(static_cast<double>(z[i])));
+}
+
 }  // namespace
 
 template <typename T, typename E>
@@ -222,6 +259,9 @@ class ChargeDescriptorOp : public OpKernel {
   explicit ChargeDescriptorOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("sel", &sel_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("axis", &axis_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("tail", &tail_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("tail_kinds", &tail_kinds_));
+    OP_REQUIRES(ctx, tail_.size() == tail_kinds_.size(), errors::InvalidArgument("tail and tail_kinds differ in length"));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -229,7 +269,7 @@ class ChargeDescriptorOp : public OpKernel {
     const Tensor &g_coef = ctx->input(3), &g_info = ctx->input(4), &g_pad = ctx->input(5);
     const Tensor &r_coef = ctx->input(6), &b_coef = ctx->input(7), &b_info = ctx->input(8);
     const Tensor &b_mean = ctx->input(9), &b_std = ctx->input(10), &lin_w = ctx->input(11);
-    const Tensor &w0 = ctx->input(12), &b0 = ctx->input(13);
+    const Tensor &w0 = ctx->input(12), &b0 = ctx->input(13), &tail_params = ctx->input(14);
     const int64 n = sel_.size();
     OP_REQUIRES(ctx, em.dims() == 2 && rij.dims() == 2 && nlist.dims() == 2, errors::InvalidArgument("em, rij, nlist must be [P, ...]"));
     const int64 P = nlist.dim_size(0), nnei = nlist.dim_size(1);
@@ -254,7 +294,18 @@ class ChargeDescriptorOp : public OpKernel {
     const int64 N0 = w0.dims() == 2 ? w0.dim_size(1) : 0;
     OP_REQUIRES(ctx, N0 == 0 || (w0.dim_size(0) == F && b0.NumElements() == N0),
                 errors::InvalidArgument("w0 must be [F, N0] and b0 [N0] with F the feature width"));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({P, N0 ? N0 : F}), &d_out));
+    // the fused tail's parameters: per hidden layer W [Nin, Nout], b, idt [Nout]; then w [Nlast], b
+    int64 nparam = 0, width = N0, wmax = N0;
+    for (size_t l = 0; l < tail_.size(); ++l) {
+      OP_REQUIRES(ctx, tail_kinds_[l] == 0 || tail_[l] == width, errors::InvalidArgument("a residual layer must keep its width"));
+      nparam += (width + 2) * tail_[l];
+      width = tail_[l];
+      wmax = std::max<int64>(wmax, width);
+    }
+    const bool fused_out = tail_params.NumElements() > 0;
+    OP_REQUIRES(ctx, !fused_out || (N0 > 0 && tail_params.NumElements() == nparam + width + 1),
+                errors::InvalidArgument("tail_params does not match w0 and the tail's widths"));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({P, fused_out ? 1 : N0 ? N0 : F}), &d_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({P, 2}), &l_out));
 
     const E* ems = em.flat<E>().data();
@@ -279,6 +330,34 @@ class ChargeDescriptorOp : public OpKernel {
     const T* b0d = b0.flat<T>().data();
     // fused: feature rows of kBlock points at a time in a per-thread buffer, then their first layer
     constexpr int64 kBlock = 4 * kTileRows;
+    const T* tp = tail_params.flat<T>().data();
+    // the first layer's activations and the tail, on the block's rows (z, h: [rows, wmax])
+    auto tail = [&](int64 nr, const T* fb, T* z, T* h, T* out) {
+      first_layer<T>(fb, nr, F, w0d, N0, b0d, h);
+      tanh_rows<T>(h, nr * N0);
+      int64 nin = N0;
+      const T* q = tp;
+      for (size_t l = 0; l < tail_.size(); ++l) {
+        const int64 nout = tail_[l];
+        const T *W = q, *b = q + nin * nout, *idt = b + nout;
+        q = idt + nout;
+        first_layer<T>(h, nr, nin, W, nout, b, z);
+        tanh_rows<T>(z, nr * nout);
+        if (tail_kinds_[l] == 0) {
+          std::copy(z, z + nr * nout, h);
+        } else {
+          for (int64 r = 0; r < nr; ++r)
+#pragma omp simd
+            for (int64 i = 0; i < nout; ++i) h[r * nout + i] += (tail_kinds_[l] == 2 ? idt[i] : T(1)) * z[r * nout + i];
+        }
+        nin = nout;
+      }
+      for (int64 r = 0; r < nr; ++r) {
+        T y = q[nin];
+        for (int64 i = 0; i < nin; ++i) y += h[r * nin + i] * q[i];
+        out[r] = y;
+      }
+    };
 
     auto work = [&](int64 begin, int64 end) {
       std::vector<T> acc(4 * M), rb(Mr + n * Nb);
@@ -288,7 +367,7 @@ class ChargeDescriptorOp : public OpKernel {
       std::vector<int64> rows(nnei), brows(nnei);
       std::vector<T> ts(nnei), tbs(nnei), wg(4 * nnei), wr(nnei), ones(nnei, T(1));
       std::vector<int64> first(n + 1), empty(n);
-      std::vector<T> fbuf(N0 ? kBlock * F : 0);
+      std::vector<T> fbuf(N0 ? kBlock * F : 0), zbuf(fused_out ? kBlock * wmax : 0), hbuf(zbuf.size());
       int64 block0 = begin;
       for (int64 p = begin; p < end; ++p) {
         int64 q = 0, j = 0;
@@ -347,7 +426,10 @@ class ChargeDescriptorOp : public OpKernel {
         lo[2 * p] = lr;
         lo[2 * p + 1] = lb;
         if (N0 && (p + 1 - block0 == kBlock || p + 1 == end)) {
-          first_layer<T>(fbuf.data(), p + 1 - block0, F, w0d, N0, b0d, dd + block0 * N0);
+          if (fused_out)
+            tail(p + 1 - block0, fbuf.data(), zbuf.data(), hbuf.data(), dd + block0);
+          else
+            first_layer<T>(fbuf.data(), p + 1 - block0, F, w0d, N0, b0d, dd + block0 * N0);
           block0 = p + 1;
         }
       }
@@ -357,7 +439,7 @@ class ChargeDescriptorOp : public OpKernel {
   }
 
  private:
-  std::vector<int> sel_;
+  std::vector<int> sel_, tail_, tail_kinds_;
   int axis_;
 };
 

@@ -71,6 +71,11 @@ def unsupported_reason(script: dict, node_names: set) -> str | None:
 #: per precision: does the kernel compute the fitting net's first layer (else TensorFlow's MatMul)?
 #: $DP_CHARGE_FUSE_FIRST_LAYER=0/1 overrides it (benchmarks compare both)
 FUSE_FIRST_LAYER = {"float64": True, "float32": True}
+#: per precision: with the first layer, does the kernel also compute the rest of a tanh fitting net?
+#: $DP_CHARGE_FUSE_TAIL=0/1 overrides it
+#: (Si64 speed model, 100^3, one process, 2-core Xeon: float64 265-280k against 240-244k points/s;
+#: float32 309-316k against 315-321k: oneDNN's float32 layers were already cheap)
+FUSE_TAIL = {"float64": True, "float32": False}
 _LINEAR_WEIGHTS = {"radial": "charge_radial/linear", "basis": "charge_basis/weights"}
 
 
@@ -201,6 +206,37 @@ def _first_layer(graph_def, ghost_type: int, layer0: str, dtype) -> tuple | None
     return w, b, ba.name + ":0"
 
 
+def _tail(graph_def, ghost_type: int, n0: int, dtype) -> tuple | None:
+    """(widths, kinds, flat parameters, name of the output layer's BiasAdd) of the fitting net after
+    its first layer, for the kernel to compute, or None where it cannot (an activation other than
+    tanh, layers it does not recognise)."""
+    nodes = {n.name: n for n in graph_def.node}
+    consts = _constants(graph_def, ("layer_", "final_layer_"))
+    g = f"type_{ghost_type}"
+    if nodes.get(f"layer_0_{g}/Tanh") is None:
+        return None
+    widths, kinds, params, nin = [], [], [], n0
+    for i in range(1, 100):
+        w = consts.get(f"layer_{i}_{g}/matrix")
+        if w is None:
+            break
+        b, idt = consts.get(f"layer_{i}_{g}/bias"), consts.get(f"layer_{i}_{g}/idt")
+        nout = w.shape[1]
+        if b is None or w.shape[0] != nin or nodes.get(f"layer_{i}_{g}/Tanh") is None:
+            return None
+        # DeePMD-kit's fitting nets: a layer of the previous width adds to it (with idt if resnet_dt)
+        kinds.append(0 if nout != nin else 2 if idt is not None else 1)
+        params += [w.ravel(), b.ravel(), (idt if idt is not None else np.ones(nout)).ravel()]
+        widths.append(nout)
+        nin = nout
+    wf, bf = consts.get(f"final_layer_{g}/matrix"), consts.get(f"final_layer_{g}/bias")
+    out = nodes.get(f"final_layer_{g}/BiasAdd")
+    if wf is None or bf is None or out is None or wf.shape != (nin, 1):
+        return None
+    flat = np.concatenate([*params, wf.ravel(), bf.ravel()]).astype(dtype.as_numpy_dtype)
+    return widths, kinds, flat, out.name + ":0"
+
+
 def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse_first_layer: bool | None = None):
     """(graph, output tensor): the frozen model with tabulated networks.
 
@@ -310,6 +346,9 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
             fuse_first_layer = FUSE_FIRST_LAYER.get(prec.name, False) if env_fuse is None else env_fuse == "1"
         fused = _first_layer(graph_def, ghost_type, layer0, prec) if fuse_first_layer else None
         w0, b0 = fused[:2] if fused else (np.zeros((0, 0)), np.zeros(0))
+        env_tail = os.environ.get("DP_CHARGE_FUSE_TAIL")
+        fuse_tail = FUSE_TAIL.get(prec.name, False) if env_tail is None else env_tail == "1"
+        tail = _tail(graph_def, ghost_type, w0.shape[1], prec) if fused and fuse_tail else None
         features, linear = kernel.charge_descriptor(
             tf.reshape(em, [-1, nnei * 4]),
             tf.reshape(rij, [-1, nnei * 3]) if nbasis else tf.zeros([0, 0], dtype=em.dtype),  # unread without a basis
@@ -325,8 +364,11 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
             tf.constant(lin_w, dtype=tf.float64),
             const(w0),
             const(b0),
+            const(tail[2] if tail else np.zeros(0)),
             sel=sel[:n_real],
             axis=axis,
+            tail=tail[0] if tail else [],
+            tail_kinds=tail[1] if tail else [],
         )
         input_map = {}
         if not fused:
@@ -342,7 +384,9 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
         # concat and cast of it never run; the Shape ops that read the descriptor get its shape
         # (else they would make the descriptor's float64 cast run). Together 15 % of op time in the
         # float32 profile.
-        if fused:  # the kernel's output is the first layer's BiasAdd; the graph applies the activation
+        if tail:  # the kernel's output is the output layer's BiasAdd
+            input_map[tail[3]] = features
+        elif fused:  # the kernel's output is the first layer's BiasAdd; the graph applies the activation
             input_map[fused[2]] = features
         else:
             input_map[layer0] = tf.cast(features, get(layer0).dtype)
