@@ -76,6 +76,14 @@ FUSE_FIRST_LAYER = {"float64": True, "float32": True}
 #: (Si64 speed model, 100^3, one process, 2-core Xeon: float64 265-280k against 240-244k points/s;
 #: float32 309-316k against 315-321k: oneDNN's float32 layers were already cheap)
 FUSE_TAIL = {"float64": True, "float32": False}
+
+
+def _switch(table: dict, env: str, precision: str) -> bool:
+    """table[precision], unless the environment variable env says 0 or 1."""
+    value = os.environ.get(env)
+    return table.get(precision, False) if value is None else value == "1"
+
+
 _LINEAR_WEIGHTS = {"radial": "charge_radial/linear", "basis": "charge_basis/weights"}
 
 
@@ -191,7 +199,6 @@ def _layer0_input(graph_def, ghost_type: int) -> str | None:
 def _first_layer(graph_def, ghost_type: int, layer0: str, dtype) -> tuple | None:
     """(W, b, name of the BiasAdd) of the fitting net's first layer when the kernel can compute it
     (a plain MatMul of the feature row, then a BiasAdd, in the kernel's precision), else None."""
-
     nodes = {n.name: n for n in graph_def.node}
     scope = f"layer_0_type_{ghost_type}"
     mm, ba = nodes.get(f"{scope}/MatMul"), nodes.get(f"{scope}/BiasAdd")
@@ -243,7 +250,7 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
     The graph has the frozen model's placeholders (t_coord, t_type, t_natoms, t_box, t_mesh) and
     is valid when every local atom is a ghost (as in DeepCharge's chunks). `kernel` is the module
     of kernel.load_kernel(). `fuse_first_layer`: the kernel also computes the fitting net's first
-    layer (None: where that is faster, float64; see FUSE_FIRST_LAYER).
+    layer (and, by FUSE_TAIL, the rest of it); None: FUSE_FIRST_LAYER or its environment variable.
     """
     from deepmd.tf.env import tf
 
@@ -342,13 +349,11 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
         if layer0 is None:
             raise ValueError("the fitting net's first layer was not found in the graph")
         if fuse_first_layer is None:
-            env_fuse = os.environ.get("DP_CHARGE_FUSE_FIRST_LAYER")
-            fuse_first_layer = FUSE_FIRST_LAYER.get(prec.name, False) if env_fuse is None else env_fuse == "1"
+            fuse_first_layer = _switch(FUSE_FIRST_LAYER, "DP_CHARGE_FUSE_FIRST_LAYER", prec.name)
         fused = _first_layer(graph_def, ghost_type, layer0, prec) if fuse_first_layer else None
         w0, b0 = fused[:2] if fused else (np.zeros((0, 0)), np.zeros(0))
-        env_tail = os.environ.get("DP_CHARGE_FUSE_TAIL")
-        fuse_tail = FUSE_TAIL.get(prec.name, False) if env_tail is None else env_tail == "1"
-        tail = _tail(graph_def, ghost_type, w0.shape[1], prec) if fused and fuse_tail else None
+        fuse_tail = fused and _switch(FUSE_TAIL, "DP_CHARGE_FUSE_TAIL", prec.name)
+        tail = _tail(graph_def, ghost_type, w0.shape[1], prec) if fuse_tail else None
         features, linear = kernel.charge_descriptor(
             tf.reshape(em, [-1, nnei * 4]),
             tf.reshape(rij, [-1, nnei * 3]) if nbasis else tf.zeros([0, 0], dtype=em.dtype),  # unread without a basis
