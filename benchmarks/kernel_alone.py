@@ -54,7 +54,7 @@ def main():
             sel=op.get_attr("sel"),
             axis=op.get_attr("axis"),
             tail=op.get_attr("tail"),
-            tail_kinds=op.get_attr("tail_kinds"),
+            tail_residual=op.get_attr("tail_residual"),
         )
         first = [tf.reduce_sum(clone[0][:, :1]), tf.reduce_sum(clone[1])]
     plain_run(tf.variables_initializer(held), dict(zip(init, got[:3])))

@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from _common import sh
@@ -378,15 +379,10 @@ def main():
                 # TensorFlow's MatMul in float64, so the "ceiling" is no longer an upper bound: the same
                 # rate with TensorFlow's first layer, and ours against the environment op alone, say
                 # how much of the fraction comes from that.
-                saved = os.environ.get("DP_CHARGE_FUSE_FIRST_LAYER")
-                os.environ["DP_CHARGE_FUSE_FIRST_LAYER"] = "0"
-                dc = DeepCharge(model, threads=args.threads)
+                with mock.patch.dict(os.environ, {"DP_CHARGE_FUSE_FIRST_LAYER": "0"}):
+                    dc = DeepCharge(model, threads=args.threads)
                 unfused = best_rate(dc, si64, 100, 3)[0]
                 dc.close()
-                if saved is None:
-                    del os.environ["DP_CHARGE_FUSE_FIRST_LAYER"]
-                else:
-                    os.environ["DP_CHARGE_FUSE_FIRST_LAYER"] = saved
                 top = 1.0 / (1.0 / env + 1.0 / layer)
                 fracs.append(ours / top)
                 cli_fracs.append(cli / top)

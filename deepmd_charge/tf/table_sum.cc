@@ -49,7 +49,7 @@ REGISTER_OP("ChargeDescriptor")
     .Attr("sel: list(int)")      // neighbour slots of each real element, in slot order
     .Attr("axis: int")
     .Attr("tail: list(int) = []")       // fused tail: widths of the hidden layers after the first
-    .Attr("tail_kinds: list(int) = []")  // 0 h = tanh(z), 1 h += tanh(z), 2 h += idt * tanh(z)
+    .Attr("tail_residual: list(int) = []")  // 0: h = tanh(z); 1: h += idt * tanh(z) (idt 1 without resnet_dt)
     .Input("em: E")          // [P, nnei * 4] normalised environment matrix
     .Input("rij: E")         // [P, nnei * 3] (read only with a radial basis)
     .Input("nlist: int32")   // [P, nnei], < 0 for an empty slot
@@ -260,8 +260,8 @@ class ChargeDescriptorOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("sel", &sel_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("axis", &axis_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("tail", &tail_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("tail_kinds", &tail_kinds_));
-    OP_REQUIRES(ctx, tail_.size() == tail_kinds_.size(), errors::InvalidArgument("tail and tail_kinds differ in length"));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("tail_residual", &tail_residual_));
+    OP_REQUIRES(ctx, tail_.size() == tail_residual_.size(), errors::InvalidArgument("tail and tail_residual differ in length"));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -297,7 +297,7 @@ class ChargeDescriptorOp : public OpKernel {
     // the fused tail's parameters: per hidden layer W [Nin, Nout], b, idt [Nout]; then w [Nlast], b
     int64 nparam = 0, width = N0, wmax = N0;
     for (size_t l = 0; l < tail_.size(); ++l) {
-      OP_REQUIRES(ctx, tail_kinds_[l] == 0 || tail_[l] == width, errors::InvalidArgument("a residual layer must keep its width"));
+      OP_REQUIRES(ctx, !tail_residual_[l] || tail_[l] == width, errors::InvalidArgument("a residual layer must keep its width"));
       nparam += (width + 2) * tail_[l];
       width = tail_[l];
       wmax = std::max<int64>(wmax, width);
@@ -346,12 +346,12 @@ class ChargeDescriptorOp : public OpKernel {
         q = idt + nout;
         first_layer<T>(h, nr, nin, W, nout, b, z);
         tanh_rows<T>(z, nr * nout);
-        if (tail_kinds_[l] == 0) {
+        if (!tail_residual_[l]) {
           std::copy(z, z + nr * nout, h);
         } else {
           for (int64 r = 0; r < nr; ++r)
 #pragma omp simd
-            for (int64 i = 0; i < nout; ++i) h[r * nout + i] += (tail_kinds_[l] == 2 ? idt[i] : T(1)) * z[r * nout + i];
+            for (int64 i = 0; i < nout; ++i) h[r * nout + i] += idt[i] * z[r * nout + i];
         }
         nin = nout;
       }
@@ -442,7 +442,7 @@ class ChargeDescriptorOp : public OpKernel {
   }
 
  private:
-  std::vector<int> sel_, tail_, tail_kinds_;
+  std::vector<int> sel_, tail_, tail_residual_;
   int axis_;
 };
 

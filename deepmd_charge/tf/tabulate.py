@@ -214,7 +214,7 @@ def _first_layer(graph_def, ghost_type: int, layer0: str, dtype) -> tuple | None
 
 
 def _tail(graph_def, ghost_type: int, n0: int, dtype) -> tuple | None:
-    """(widths, kinds, flat parameters, name of the output layer's BiasAdd) of the fitting net after
+    """(widths, residual flags, flat parameters, name of the output layer's BiasAdd) of the fitting net after
     its first layer, for the kernel to compute, or None where it cannot (an activation other than
     tanh, layers it does not recognise)."""
     nodes = {n.name: n for n in graph_def.node}
@@ -222,7 +222,7 @@ def _tail(graph_def, ghost_type: int, n0: int, dtype) -> tuple | None:
     g = f"type_{ghost_type}"
     if nodes.get(f"layer_0_{g}/Tanh") is None:
         return None
-    widths, kinds, params, nin = [], [], [], n0
+    widths, residual, params, nin = [], [], [], n0
     for i in range(1, 100):
         w = consts.get(f"layer_{i}_{g}/matrix")
         if w is None:
@@ -231,8 +231,8 @@ def _tail(graph_def, ghost_type: int, n0: int, dtype) -> tuple | None:
         nout = w.shape[1]
         if b is None or w.shape[0] != nin or nodes.get(f"layer_{i}_{g}/Tanh") is None:
             return None
-        # DeePMD-kit's fitting nets: a layer of the previous width adds to it (with idt if resnet_dt)
-        kinds.append(0 if nout != nin else 2 if idt is not None else 1)
+        # DeePMD-kit's fitting nets: a layer of the previous width adds to it (times idt if resnet_dt)
+        residual.append(int(nout == nin))
         params += [w.ravel(), b.ravel(), (idt if idt is not None else np.ones(nout)).ravel()]
         widths.append(nout)
         nin = nout
@@ -241,16 +241,16 @@ def _tail(graph_def, ghost_type: int, n0: int, dtype) -> tuple | None:
     if wf is None or bf is None or out is None or wf.shape != (nin, 1):
         return None
     flat = np.concatenate([*params, wf.ravel(), bf.ravel()]).astype(dtype.as_numpy_dtype)
-    return widths, kinds, flat, out.name + ":0"
+    return widths, residual, flat, out.name + ":0"
 
 
-def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse_first_layer: bool | None = None):
+def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
     """(graph, output tensor): the frozen model with tabulated networks.
 
     The graph has the frozen model's placeholders (t_coord, t_type, t_natoms, t_box, t_mesh) and
     is valid when every local atom is a ghost (as in DeepCharge's chunks). `kernel` is the module
-    of kernel.load_kernel(). `fuse_first_layer`: the kernel also computes the fitting net's first
-    layer (and, by FUSE_TAIL, the rest of it); None: FUSE_FIRST_LAYER or its environment variable.
+    of kernel.load_kernel(). The kernel also computes the fitting net's first layer (by
+    FUSE_FIRST_LAYER) and the rest of it (by FUSE_TAIL), or their environment variables say.
     """
     from deepmd.tf.env import tf
 
@@ -348,12 +348,13 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
         layer0 = _layer0_input(graph_def, ghost_type)
         if layer0 is None:
             raise ValueError("the fitting net's first layer was not found in the graph")
-        if fuse_first_layer is None:
-            fuse_first_layer = _switch(FUSE_FIRST_LAYER, "DP_CHARGE_FUSE_FIRST_LAYER", prec.name)
-        fused = _first_layer(graph_def, ghost_type, layer0, prec) if fuse_first_layer else None
+        fused = None
+        if _switch(FUSE_FIRST_LAYER, "DP_CHARGE_FUSE_FIRST_LAYER", prec.name):
+            fused = _first_layer(graph_def, ghost_type, layer0, prec)
         w0, b0 = fused[:2] if fused else (np.zeros((0, 0)), np.zeros(0))
-        fuse_tail = fused and _switch(FUSE_TAIL, "DP_CHARGE_FUSE_TAIL", prec.name)
-        tail = _tail(graph_def, ghost_type, w0.shape[1], prec) if fuse_tail else None
+        tail = None
+        if fused and _switch(FUSE_TAIL, "DP_CHARGE_FUSE_TAIL", prec.name):
+            tail = _tail(graph_def, ghost_type, w0.shape[1], prec)
         features, linear = kernel.charge_descriptor(
             tf.reshape(em, [-1, nnei * 4]),
             tf.reshape(rij, [-1, nnei * 3]) if nbasis else tf.zeros([0, 0], dtype=em.dtype),  # unread without a basis
@@ -373,7 +374,7 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel, fuse
             sel=sel[:n_real],
             axis=axis,
             tail=tail[0] if tail else [],
-            tail_kinds=tail[1] if tail else [],
+            tail_residual=tail[1] if tail else [],
         )
         input_map = {}
         if not fused:
