@@ -73,9 +73,9 @@ def unsupported_reason(script: dict, node_names: set) -> str | None:
 FUSE_FIRST_LAYER = {"float64": True, "float32": True}
 #: per precision: with the first layer, does the kernel also compute the rest of a tanh fitting net?
 #: $DP_CHARGE_FUSE_TAIL=0/1 overrides it
-#: (Si64 speed model, 100^3, one process, 2-core Xeon: float64 265-280k against 240-244k points/s;
-#: float32 309-316k against 315-321k: oneDNN's float32 layers were already cheap)
-FUSE_TAIL = {"float64": True, "float32": False}
+#: (Si64 speed model, 100^3, 2-core Xeon: float64 265-280k against 240-244k points/s, one process;
+#: float32, since its tanh is computed in float32: 78% against 74% of predict_speed.py --ceiling)
+FUSE_TAIL = {"float64": True, "float32": True}
 
 
 def _switch(table: dict, env: str, precision: str) -> bool:
