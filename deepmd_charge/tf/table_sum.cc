@@ -120,6 +120,12 @@ struct Locator {
   }
 };
 
+#ifdef __AVX512F__
+constexpr int kVectorBytes = 64;
+#else
+constexpr int kVectorBytes = 32;
+#endif
+
 // out[r, m] = sum_q w[q, r] F_m(x_q), F the table (rows[q], offset t[q]), m < M, r < R.
 // Column blocks of W: the R x W sums stay in registers while the neighbours stream by, so each
 // neighbour costs C coefficient loads and C - 1 + R FMAs per column (against loads and stores of
@@ -154,6 +160,36 @@ inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, c
     for (int i = 0; i < W; ++i) out[r * M + m0 + i] = acc[r][i];
 }
 
+#ifdef __AVX512F__
+// The same sums on one 64-byte vector of columns, written with GCC's vector extension. g++ keeps
+// the plain loops above at 256 bits on these CPUs (and 16 columns of them ran 3.4x slower than 8:
+// a scalar fallback); this form uses the 512-bit registers. The embedding's table loop alone, one
+// core, 26 neighbours of a 534-row table, 64 columns, float32: 0.28 against 0.47 us per point
+// (a stand-alone copy); with AVX2 the same form split into halves was 7x slower, hence AVX-512 only.
+// The whole float32 kernel (speed model, benchmarks/kernel_alone.py): 0.664-0.670 against
+// 0.747-0.750 us per point; float64 unchanged (1.26-1.27).
+template <typename T, int C, int R>
+inline void table_block_v(const T* __restrict coef, int64 M, int64 m0, int64 nq, const int64* rows, const T* ts,
+                          const T* w, T* __restrict out) {
+  typedef T V __attribute__((vector_size(kVectorBytes)));
+  V acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = V{};
+  for (int64 q = 0; q < nq; ++q) {
+    const T* a = coef + rows[q] * C * M + m0;
+    const T t = ts[q], t2 = t * t;
+    V c[C];
+    for (int k = 0; k < C; ++k) std::memcpy(&c[k], a + k * M, kVectorBytes);
+    V v;
+    if constexpr (C == 4)
+      v = (c[0] + t * c[1]) + t2 * (c[2] + t * c[3]);
+    else
+      v = (c[0] + t * c[1]) + t2 * ((c[2] + t * c[3]) + t2 * (c[4] + t * c[5]));
+    for (int r = 0; r < R; ++r) acc[r] += w[q * R + r] * v;
+  }
+  for (int r = 0; r < R; ++r) std::memcpy(out + r * M + m0, &acc[r], kVectorBytes);
+}
+#endif
+
 template <typename T, int C, int R>
 inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const T* ts, const T* w, T* out) {
   // 8 columns for the embedding (R = 4), the fastest width tried in both precisions (op time, Si64
@@ -162,6 +198,13 @@ inline void table_sum(const T* coef, int64 M, int64 nq, const int64* rows, const
   // (float32 kernel time -6 %, benchmarks/kernel_alone.py)
   constexpr int W = R == 1 ? 16 : 8;
   int64 m0 = 0;
+#ifdef __AVX512F__
+  // the embedding's sums only: for the single sums (R = 1) the vector form was the same in float32
+  // and 4 % slower in float64 (whole kernel, benchmarks/kernel_alone.py, alternating builds)
+  constexpr int L = kVectorBytes / sizeof(T);
+  if constexpr (R == 4)
+    for (; m0 + L <= M; m0 += L) table_block_v<T, C, R>(coef, M, m0, nq, rows, ts, w, out);
+#endif
   for (; m0 + W <= M; m0 += W) table_block<T, C, R, W>(coef, M, m0, nq, rows, ts, w, out);
   for (; m0 + 8 <= M; m0 += 8) table_block<T, C, R, 8>(coef, M, m0, nq, rows, ts, w, out);
   for (; m0 < M; ++m0) table_block<T, C, R, 1>(coef, M, m0, nq, rows, ts, w, out);
@@ -203,11 +246,7 @@ inline void gemm_cols(const T* f, int64 F, const T* W, int64 N, int64 k0, int64 
 // Register tile: 6 rows x 4 vectors of columns with AVX-512 (24 of its 32 registers), 6 rows x 2
 // vectors elsewhere (AVX2 has 16). Measured on the Xeon (one core, 560 x 64 layer, rows of 24 points):
 // float64 45.5 GFMA/s with 6 x 32 against 34.2 with 4 x 32 and 41.5 with 8 x 16; float32 100 GFMA/s.
-#ifdef __AVX512F__
-constexpr int kVectorBytes = 64, kVectors = 4;
-#else
-constexpr int kVectorBytes = 32, kVectors = 2;
-#endif
+constexpr int kVectors = kVectorBytes == 64 ? 4 : 2;
 constexpr int64 kTileRows = 6;
 
 template <typename T>
