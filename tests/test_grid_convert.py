@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from scipy.spatial import cKDTree
 
 from conftest import EXAMPLE_DFT, run
 from deepmd_charge.convert import frames_from_volumetric
@@ -13,6 +14,7 @@ from deepmd_charge.grid import (
     CORE_RADIUS,
     cartesian_points,
     fractional_points,
+    grid_points_near_atoms,
     near_nucleus_mask,
     periodic_images,
     sample_indices,
@@ -75,6 +77,28 @@ def test_periodic_images_cover_a_skewed_cell():
         n_brute = np.sum(np.linalg.norm(brute - p, axis=1) < 4.0)
         n_ours = np.sum(np.linalg.norm(pos - p, axis=1) < 4.0)
         assert n_ours == n_brute
+
+
+@pytest.mark.parametrize("planes", [None, (3, 11)])
+def test_grid_points_near_atoms_equals_a_search_of_every_point(planes):
+    """The nuclei-first search (prediction's grid path) finds exactly the points a KD-tree search
+    of every point finds, with the nearest nucleus image, in a skewed cell, for a slab of planes;
+    with atoms on grid points, next to the cell's faces and two atoms closer than 2 * radius."""
+    cell = np.array([[4.0, 0.0, 0.0], [1.3, 3.7, 0.0], [0.6, -0.9, 4.4]])
+    frac = np.array([[0, 0, 0], [0.5, 0.25, 0.125], [0.999, 0.002, 0.5], [0.3, 0.7, 0.9], [0.3, 0.7, 0.92]])
+    atoms = Atoms("Si5", scaled_positions=frac, cell=cell, pbc=True)
+    shape, radius = (40, 36, 16), 0.29  # not a grid spacing: no point exactly at the radius
+    flat, points, centers = grid_points_near_atoms(cell, shape, atoms.positions, radius, planes=planes)
+    k0, k1 = planes or (0, shape[2])
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape[:2]], np.arange(k0, k1), indexing="ij"), -1).reshape(-1, 3)
+    grid = (ijk / shape) @ cell
+    pos, _ = periodic_images(atoms, radius)
+    dist, near = cKDTree(pos).query(grid, k=1, distance_upper_bound=radius)
+    expected = np.flatnonzero(dist < radius)
+    assert len(expected) > 20
+    np.testing.assert_array_equal(flat, expected)
+    np.testing.assert_allclose(points, grid[expected], atol=1e-12)
+    np.testing.assert_allclose(centers, pos[near[expected]], atol=1e-12)
 
 
 def test_frames_label_the_grid_values_at_the_ghost_positions():

@@ -78,6 +78,24 @@ def test_perfect_crystal_with_grid_points_on_nuclei(model):
     assert rho[6, 6, 6] == pytest.approx(on_nucleus, abs=1e-8)
 
 
+def test_grid_prediction_equals_the_same_points_one_by_one(model):
+    """The grid path finds near-nucleus points from the nuclei (grid.grid_points_near_atoms), the
+    point path by a search of every point: a skewed, rattled cell whose grid holds points on and
+    next to nuclei gives the same density both ways, also in slabs of planes."""
+    from deepmd_charge.grid import cartesian_points
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.set_cell(atoms.cell[:] @ np.array([[1, 0, 0], [0.2, 1, 0], [0.1, -0.1, 1]]), scale_atoms=True)
+    atoms.positions[1:] += np.random.default_rng(4).normal(scale=0.03, size=(len(atoms) - 1, 3))
+    shape = (20, 20, 20)  # atom 0 at the origin is on a grid point
+    rho = model.predict(atoms, grid=shape)
+    pts = cartesian_points(atoms.cell[:], shape)
+    np.testing.assert_allclose(rho.ravel(), model.predict_points(atoms, pts), rtol=0, atol=1e-12)
+    slabs = list(model.iter_slabs(atoms, shape, slab_points=20 * 20 * 3))
+    assert len(slabs) == 7
+    np.testing.assert_allclose(np.concatenate([s[2] for s in slabs], axis=2), rho, rtol=0, atol=1e-12)
+
+
 def test_progress_bar_counts_grid_points_with_nuclei_on_the_grid(model, capsys):
     """Points on nuclei are evaluated as spheres of extra points: the bar's total must not grow."""
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
