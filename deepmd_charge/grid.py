@@ -63,7 +63,7 @@ def near_nucleus_mask(atoms, points: np.ndarray, radius: float) -> np.ndarray:
     return dist < radius
 
 
-def grid_points_near_atoms(cell, shape, positions, radius: float, planes=None, atoms_per_pass: int = 4096):
+def grid_points_near_atoms(cell, shape, positions, radius: float, planes=None):
     """Grid points closer than `radius` to a nucleus, found from the nuclei instead of per point.
 
     Returns (flat C-order indices of the points in the grid, or in the slab of z-planes
@@ -81,6 +81,8 @@ def grid_points_near_atoms(cell, shape, positions, radius: float, planes=None, a
     frac_atoms = np.asarray(positions, dtype=np.float64).reshape(-1, 3) @ np.linalg.inv(cell)
     # a displacement of length r changes fractional coordinate a by at most r |inv[:, a]|
     reach = radius * np.linalg.norm(np.linalg.inv(cell), axis=0) * shape
+    # about 2 million candidate points per pass (a few hundred MB at most, also for fine grids)
+    atoms_per_pass = max(1, 2**21 // int(np.prod(np.floor(2 * reach) + 2)))
     found = []
     for a0 in range(0, len(frac_atoms), atoms_per_pass):
         f = frac_atoms[a0 : a0 + atoms_per_pass] * shape  # in grid steps
