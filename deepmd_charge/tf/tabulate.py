@@ -196,29 +196,26 @@ def _layer0_input(graph_def, ghost_type: int) -> str | None:
     return None
 
 
-def _first_layer(graph_def, ghost_type: int, layer0: str, dtype) -> tuple | None:
+def _first_layer(nodes: dict, consts: dict, ghost_type: int, layer0: str, dtype) -> tuple | None:
     """(W, b, name of the BiasAdd) of the fitting net's first layer when the kernel can compute it
-    (a plain MatMul of the feature row, then a BiasAdd, in the kernel's precision), else None."""
-    nodes = {n.name: n for n in graph_def.node}
+    (a plain MatMul of the feature row, then a BiasAdd, in the kernel's precision), else None.
+    `nodes`: the graph's nodes by name; `consts`: its fitting-net constants (_constants)."""
     scope = f"layer_0_type_{ghost_type}"
     mm, ba = nodes.get(f"{scope}/MatMul"), nodes.get(f"{scope}/BiasAdd")
     if mm is None or ba is None or ba.input[0] != mm.name or mm.attr["transpose_a"].b or mm.attr["transpose_b"].b:
         return None
     if (mm.input[0] if ":" in mm.input[0] else mm.input[0] + ":0") != layer0:
         return None
-    consts = _constants(graph_def, (f"{scope}/matrix", f"{scope}/bias"))
     w, b = consts.get(f"{scope}/matrix"), consts.get(f"{scope}/bias")
     if w is None or b is None or w.dtype != dtype.as_numpy_dtype or b.dtype != w.dtype:
         return None
     return w, b, ba.name + ":0"
 
 
-def _tail(graph_def, ghost_type: int, n0: int, dtype) -> tuple | None:
+def _tail(nodes: dict, consts: dict, ghost_type: int, n0: int, dtype) -> tuple | None:
     """(widths, residual flags, flat parameters, name of the output layer's BiasAdd) of the fitting net after
     its first layer, for the kernel to compute, or None where it cannot (an activation other than
-    tanh, layers it does not recognise)."""
-    nodes = {n.name: n for n in graph_def.node}
-    consts = _constants(graph_def, ("layer_", "final_layer_"))
+    tanh, layers it does not recognise). `nodes`, `consts` as for _first_layer."""
     g = f"type_{ghost_type}"
     if nodes.get(f"layer_0_{g}/Tanh") is None:
         return None
@@ -348,13 +345,14 @@ def build_tabulated_graph(graph_def, script: dict, ghost_type: int, kernel):
         layer0 = _layer0_input(graph_def, ghost_type)
         if layer0 is None:
             raise ValueError("the fitting net's first layer was not found in the graph")
-        fused = None
+        fused = tail = None
         if _switch(FUSE_FIRST_LAYER, "DP_CHARGE_FUSE_FIRST_LAYER", prec.name):
-            fused = _first_layer(graph_def, ghost_type, layer0, prec)
+            nodes = {n.name: n for n in graph_def.node}
+            fit_consts = _constants(graph_def, ("layer_", "final_layer_"))
+            fused = _first_layer(nodes, fit_consts, ghost_type, layer0, prec)
         w0, b0 = fused[:2] if fused else (np.zeros((0, 0)), np.zeros(0))
-        tail = None
         if fused and _switch(FUSE_TAIL, "DP_CHARGE_FUSE_TAIL", prec.name):
-            tail = _tail(graph_def, ghost_type, w0.shape[1], prec)
+            tail = _tail(nodes, fit_consts, ghost_type, w0.shape[1], prec)
         features, linear = kernel.charge_descriptor(
             tf.reshape(em, [-1, nnei * 4]),
             tf.reshape(rij, [-1, nnei * 3]) if nbasis else tf.zeros([0, 0], dtype=em.dtype),  # unread without a basis
