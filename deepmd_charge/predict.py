@@ -185,8 +185,8 @@ class DeepCharge:
             frac = np.concatenate(
                 [np.repeat(ij, len(ks), axis=0) / shape[:2], np.tile(ks, len(ij))[:, None] / shape[2]], axis=1
             )
-            core = grid_points_near_atoms(cell, shape, atoms.positions, CORE_RADIUS, planes=(k0, k1))
-            rho = self._predict_wrapped(ctx, _to(frac, cell), bar, core=core[::2])
+            hit, _, centers = grid_points_near_atoms(cell, shape, atoms.positions, CORE_RADIUS, planes=(k0, k1))
+            rho = self._predict_wrapped(ctx, _to(frac, cell), bar, core=(hit, centers))
             yield k0, k1, rho.reshape(shape[0], shape[1], len(ks))
         if bar:
             bar.close()

@@ -36,7 +36,7 @@ from deepmd_charge.tf.backend import held_stderr, import_backend
 SOURCE = Path(__file__).with_name("table_sum.cc")
 # -fno-trapping-math: TensorFlow runs with floating-point traps off, and only then may g++ evaluate
 # both sides of a clamp (tanh_v's); without it the tanh loops stayed scalar whenever AVX-512's
-# masks were missing (x86-64-v3: 4.4 against 1.2 ns per float64 value, benchmarks/first_layer_tile.py).
+# masks were missing (x86-64-v3: 4.43 against 1.07 ns per float64 value, benchmarks/first_layer_tile.py).
 # Results are the same bits: it permits no reassociation or contraction that -O3 does not.
 COMMON_FLAGS = ["-shared", "-fPIC", "-O3", "-fopenmp-simd", "-fno-trapping-math"]
 # x86 extensions whose intrinsics TensorFlow's bundled Eigen does not compile (PacketMathFP16.h
