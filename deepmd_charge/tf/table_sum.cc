@@ -162,10 +162,10 @@ inline void table_block(const T* __restrict coef, int64 M, int64 m0, int64 nq, c
 
 #ifdef __AVX512F__
 // The same sums on one 64-byte vector of columns, written with GCC's vector extension. g++ keeps
-// the plain loops above at 256 bits on these CPUs (and 16 columns of them ran 3.4x slower than 8:
+// the plain loops above at 256 bits on these CPUs (and 16 columns of them ran 3.3x slower than 8:
 // a scalar fallback); this form uses the 512-bit registers. The embedding's table loop alone, one
-// core, 26 neighbours of a 534-row table, 64 columns, float32: 0.28 against 0.47 us per point
-// (a stand-alone copy); with AVX2 the same form split into halves was 7x slower, hence AVX-512 only.
+// core, 26 neighbours of a 534-row table, 64 columns, float32: 0.375 against 0.503 us per point
+// (benchmarks/table_loop.py); with AVX2 the same form split into halves was 7x slower, hence AVX-512 only.
 // The whole float32 kernel (speed model, benchmarks/kernel_alone.py): 0.664-0.670 against
 // 0.747-0.750 us per point; float64 unchanged (1.26-1.27).
 template <typename T, int C, int R>
