@@ -73,7 +73,7 @@ def grid_points_near_atoms(cell, shape, positions, radius: float, planes=None):
     the nearer one; one at `radius` to rounding error may go either way. Why: on a regular grid
     only a box of a few indices around each nucleus can be near it, so this costs per atom, not per
     point (10^6 points of Si64: Python time before the first batch 0.17-0.25 s with a KD-tree query
-    of every point, 0.10-0.15 s with this, of a 2.2-2.5 s prediction; benchmarks/first_batch.py).
+    of every point, 0.10-0.15 s with this, of a 2.2-2.5 s prediction; benchmarks/first_call.py).
     """
     cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
     shape = np.asarray(shape, dtype=np.int64)
